@@ -1,0 +1,78 @@
+"""Values to JSON and back, through pydantic's ``TypeAdapter``; never pickle.
+
+One adapter serves dataclasses, pydantic models, TypedDicts and plain JSON values, with
+datetimes, enums and UUIDs inside them. The payload column holds the value's own JSON document.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any, Generic, TypeVar
+
+from pydantic import JsonValue, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from .exceptions import DecodeError, EncodeError
+
+T = TypeVar("T")
+
+STATUS_MAX = 64
+
+IMMUTABLE_TYPES: tuple[type, ...] = (str, bytes, int, float, bool, type(None), tuple, frozenset)
+"""Values of these types cannot change in place, so handed-out copies need no tracking."""
+
+
+class Codec(Generic[T]):
+    """Encodes values of one model to JSON text and decodes them back."""
+
+    def __init__(self, model: type[T] | Any | None) -> None:
+        self.model = model
+        self._plain = model is None
+        self._adapter: TypeAdapter[Any] = TypeAdapter(JsonValue if model is None else model)
+        self.name = "JSON" if model is None else getattr(model, "__name__", repr(model))
+
+    def encode(self, value: Any) -> str:
+        """The value's JSON document, or `EncodeError` if it has none that reads back equal."""
+        try:
+            if self._plain:
+                self._adapter.validate_python(value, strict=True)
+            data = self._adapter.dump_json(value, warnings="error")
+        except (PydanticSerializationError, ValidationError, ValueError, TypeError) as exc:
+            raise EncodeError(
+                f"cannot encode {type(value).__name__} as {self.name}: {_first_line(exc)}"
+            ) from exc
+        return data.decode()
+
+    def decode(self, key: str, payload: str | bytes | None) -> T:
+        """The value stored under ``key``, or `DecodeError` naming the key."""
+        if payload is None:
+            raise DecodeError(key, "the payload is empty")
+        try:
+            value: T = self._adapter.validate_json(payload)
+        except ValidationError as exc:
+            raise DecodeError(key, _first_line(exc)) from exc
+        return value
+
+
+def status_of(value: Any) -> str | None:
+    """The value's ``status`` field as text, for the indexed column; None when it has none."""
+    status = value.get("status") if isinstance(value, dict) else getattr(value, "status", None)
+    if status is None:
+        return None
+    if isinstance(status, enum.Enum):
+        status = status.value
+    return str(status)[:STATUS_MAX]
+
+
+def parse_document(payload: str | bytes | None) -> Any:
+    """A payload as plain JSON data, for comparisons that name fields."""
+    if payload is None:
+        return None
+    return json.loads(payload)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:3]) if lines else type(exc).__name__

@@ -1,0 +1,196 @@
+"""The control plane: the stage row every process follows, heartbeats, verify requests.
+
+All of it lives in the database the jobs live in, so every process that can reach its jobs can
+reach its orders, and a stage change needs no other channel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..exceptions import JobStoreError
+from ..stages import Stage
+from .engine import begin_statement, write_transaction
+from .jobs import utcnow
+from .schema import SCHEMA_VERSION, Schema, create_schema
+
+COMPONENT = "jobstore"
+
+
+@dataclass(frozen=True)
+class StageState:
+    stage: Stage
+    changed_at: datetime
+    changed_by: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What one running store reports about itself every round of its loop."""
+
+    instance_id: str
+    host: str
+    pid: int
+    stage: str
+    pinned: str | None
+    started_at: datetime
+    heartbeat_at: datetime
+    sync_interval: float
+    memory_items: int
+    tracked_items: int
+    queued_writes: int
+    failed_writes: int
+    shadow_mismatches: int
+    last_error: str | None
+
+    def as_row(self, job_table: str) -> dict[str, Any]:
+        row = self.__dict__.copy()
+        row["job_table"] = job_table
+        row["sync_interval"] = repr(self.sync_interval)
+        return row
+
+
+class ControlPlane:
+    """The control tables, seen from one job table."""
+
+    def __init__(self, engine: Engine, schema: Schema) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.job_table = schema.name
+        self._begin = begin_statement(engine)
+        c = schema.control
+        self._read_stage = select(c.c.stage, c.c.changed_at, c.c.changed_by, c.c.reason).where(
+            c.c.job_table == bindparam("job_table")
+        )
+        i = schema.instances
+        self._update_heartbeat = (
+            update(i).where(i.c.instance_id == bindparam("b_instance_id"))
+        )
+
+    def ensure(self, seed_stage: Stage) -> None:
+        """Create the tables if missing, check the schema version, seed the stage row."""
+        create_schema(self.engine, self.schema)
+        versions = self.schema.versions
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(versions.c.version).where(versions.c.component == COMPONENT)
+            ).scalar()
+            if found is None:
+                _insert_ignoring_race(conn, insert(versions),
+                                      {"component": COMPONENT, "version": SCHEMA_VERSION})
+            elif found > SCHEMA_VERSION:
+                raise JobStoreError(
+                    f"the database's jobstore schema is version {found}; this jobstore "
+                    f"understands up to {SCHEMA_VERSION}: upgrade jobstore"
+                )
+            if self.read_stage() is None:
+                _insert_ignoring_race(conn, insert(self.schema.control), {
+                    "job_table": self.job_table, "stage": seed_stage.value,
+                    "changed_at": utcnow(), "changed_by": "init", "reason": "seeded",
+                })
+
+    def read_stage(self) -> StageState | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._read_stage, {"job_table": self.job_table}).first()
+        if row is None:
+            return None
+        return StageState(Stage.parse(row[0]), row[1], row[2], row[3])
+
+    def set_stage(self, stage: Stage, changed_by: str, reason: str | None = None) -> None:
+        c = self.schema.control
+        values = {"stage": stage.value, "changed_at": utcnow(), "changed_by": changed_by[:128],
+                  "reason": (reason or "")[:255] or None}
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            result = conn.execute(update(c).where(c.c.job_table == self.job_table), values)
+            if result.rowcount == 0:
+                conn.execute(insert(c), {"job_table": self.job_table, **values})
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        row = heartbeat.as_row(self.job_table)
+        i = self.schema.instances
+        with self.engine.connect() as conn:
+            updated = conn.execute(
+                self._update_heartbeat,
+                {"b_instance_id": heartbeat.instance_id,
+                 **{k: v for k, v in row.items() if k != "instance_id"}},
+            ).rowcount
+            if updated == 0:
+                _insert_ignoring_race(conn, insert(i), row)
+
+    def forget_instance(self, instance_id: str) -> None:
+        i = self.schema.instances
+        with self.engine.connect() as conn:
+            conn.execute(delete(i).where(i.c.instance_id == instance_id))
+
+    def instances(self) -> list[dict[str, Any]]:
+        i = self.schema.instances
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(i).where(i.c.job_table == self.job_table).order_by(i.c.host, i.c.pid)
+            ).mappings().all()
+        found = []
+        for row in rows:
+            item = dict(row)
+            item["sync_interval"] = float(item["sync_interval"])
+            found.append(item)
+        return found
+
+    def prune_instances(self, older_than: datetime) -> int:
+        i = self.schema.instances
+        with self.engine.connect() as conn:
+            return int(conn.execute(delete(i).where(and_(
+                i.c.job_table == self.job_table, i.c.heartbeat_at < older_than))).rowcount)
+
+    # verify requests -----------------------------------------------------------------------
+
+    def request_verify(self, requested_by: str) -> int:
+        r = self.schema.verify_requests
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            conn.execute(insert(r), {"job_table": self.job_table, "requested_at": utcnow(),
+                                     "requested_by": requested_by[:128]})
+            return int(conn.execute(
+                select(func.max(r.c.id)).where(r.c.job_table == self.job_table)).scalar_one())
+
+    def latest_request(self) -> int:
+        r = self.schema.verify_requests
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(func.max(r.c.id)).where(r.c.job_table == self.job_table)).scalar()
+        return int(found or 0)
+
+    def requests_after(self, request_id: int) -> list[int]:
+        r = self.schema.verify_requests
+        with self.engine.connect() as conn:
+            return [int(x) for x in conn.execute(
+                select(r.c.id).where(r.c.job_table == self.job_table, r.c.id > request_id)
+                .order_by(r.c.id)).scalars()]
+
+    def submit_report(self, request_id: int, instance_id: str, report: dict[str, Any]) -> None:
+        rep = self.schema.verify_reports
+        with self.engine.connect() as conn:
+            _insert_ignoring_race(conn, insert(rep), {
+                "request_id": request_id, "instance_id": instance_id, "reported_at": utcnow(),
+                "report": json.dumps(report),
+            })
+
+    def reports(self, request_id: int) -> dict[str, dict[str, Any]]:
+        rep = self.schema.verify_reports
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(rep.c.instance_id, rep.c.report)
+                                .where(rep.c.request_id == request_id)).all()
+        return {row[0]: json.loads(row[1]) for row in rows}
+
+
+def _insert_ignoring_race(conn: Any, stmt: Any, params: dict[str, Any]) -> None:
+    """Insert a row another process may have inserted a moment before; theirs stands."""
+    try:
+        conn.execute(stmt, params)
+    except IntegrityError:
+        pass

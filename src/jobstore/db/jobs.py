@@ -1,0 +1,286 @@
+"""Job rows: every statement the store sends about jobs, each built once.
+
+Writes run in one explicit transaction each: the row's upsert (its version goes up by one) and
+the event that records it in the history table, together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from .engine import begin_statement, write_transaction
+from .schema import Schema
+
+SCAN_BATCH = 2000
+"""Rows fetched per round trip when scanning the whole table (keyset pagination, no cursor
+held open between batches)."""
+
+
+class StoredRow(NamedTuple):
+    payload: str
+    version: int
+
+
+class JobWrite(NamedTuple):
+    """One job to upsert: the key, its JSON payload and its status column."""
+
+    key: str
+    payload: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    key: str
+    payload: str
+    status: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    written_by: str
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    version: int
+    op: str
+    payload: str | None
+    status: str | None
+    at: datetime
+    written_by: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobRows:
+    """The job table and its history, for one job table."""
+
+    def __init__(self, engine: Engine, schema: Schema) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.dialect = engine.dialect.name
+        self._begin = begin_statement(engine)
+        jobs, events = schema.jobs, schema.events
+        key = jobs.c.key
+        self._get = select(jobs.c.payload, jobs.c.version).where(key == bindparam("key"))
+        self._get_many = select(key, jobs.c.payload, jobs.c.version).where(
+            key.in_(bindparam("keys", expanding=True))
+        )
+        self._exists = select(literal(1)).where(key == bindparam("key"))
+        self._version = select(jobs.c.version).where(key == bindparam("key"))
+        self._count = select(func.count()).select_from(jobs)
+        self._full_row = select(jobs).where(key == bindparam("key"))
+        self._upsert = self._build_upsert()
+        self._record = insert(events)
+        self._delete = delete(jobs).where(key == bindparam("key"))
+        self._delete_all = delete(jobs)
+        self._record_all_deleted = insert(events).from_select(
+            ["key", "version", "op", "payload", "status", "at", "written_by"],
+            select(
+                key,
+                jobs.c.version + 1,
+                literal("delete"),
+                literal(None),
+                literal(None),
+                bindparam("at", type_=events.c.at.type),
+                bindparam("written_by", type_=events.c.written_by.type),
+            ),
+        )
+        self._history = (
+            select(events.c.version, events.c.op, events.c.payload, events.c.status,
+                   events.c.at, events.c.written_by)
+            .where(events.c.key == bindparam("key"))
+            .order_by(events.c.id)
+        )
+
+    # reads ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> StoredRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._get, {"key": key}).first()
+        return None if row is None else StoredRow(row[0], row[1])
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, StoredRow]:
+        found: dict[str, StoredRow] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                for row in conn.execute(self._get_many, {"keys": chunk}):
+                    found[row[0]] = StoredRow(row[1], row[2])
+        return found
+
+    def exists(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(self._exists, {"key": key}).first() is not None
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(self._count).scalar_one())
+
+    def row(self, key: str) -> JobRow | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(self._full_row, {"key": key}).first()
+        return None if found is None else JobRow(*found)
+
+    def scan(self, *, with_payload: bool = True, status: str | None = None,
+             batch: int = SCAN_BATCH) -> Iterator[tuple[str, str, int]]:
+        """Every row in key order as (key, payload, version), streamed batch by batch.
+
+        Each batch is one short statement, so no read transaction stays open while the caller
+        works through the rows. Without payload the payload is an empty string.
+        """
+        jobs = self.schema.jobs
+        columns = [jobs.c.key, jobs.c.payload if with_payload else literal(""), jobs.c.version]
+        query: Select[Any] = select(*columns).order_by(jobs.c.key).limit(batch)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        after: str | None = None
+        while True:
+            page = query if after is None else query.where(jobs.c.key > after)
+            with self.engine.connect() as conn:
+                rows = conn.execute(page).all()
+            for row in rows:
+                yield row[0], row[1], row[2]
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def rows(self, *, status: str | None = None, limit: int | None = None) -> list[JobRow]:
+        jobs = self.schema.jobs
+        query = select(jobs).order_by(jobs.c.updated_at.desc(), jobs.c.key)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [JobRow(*row) for row in conn.execute(query)]
+
+    def history(self, key: str) -> list[JobEvent]:
+        with self.engine.connect() as conn:
+            return [JobEvent(*row) for row in conn.execute(self._history, {"key": key})]
+
+    # writes --------------------------------------------------------------------------------
+
+    def upsert(self, key: str, payload: str, status: str | None, written_by: str) -> int:
+        """Write one job; its new version."""
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            return self._upsert_in(conn, JobWrite(key, payload, status), written_by, utcnow())
+
+    def upsert_many(self, writes: Iterable[JobWrite], written_by: str) -> dict[str, int]:
+        """Write several jobs in one transaction; each key's new version."""
+        versions: dict[str, int] = {}
+        now = utcnow()
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            for write in writes:
+                versions[write.key] = self._upsert_in(conn, write, written_by, now)
+        return versions
+
+    def insert_if_absent(self, write: JobWrite, written_by: str) -> StoredRow:
+        """Insert the job unless the key exists; the row that is stored afterwards."""
+        now = utcnow()
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            existing = conn.execute(self._get, {"key": write.key}).first()
+            if existing is not None:
+                return StoredRow(existing[0], existing[1])
+            version = self._upsert_in(conn, write, written_by, now)
+        return StoredRow(write.payload, version)
+
+    def delete(self, key: str, written_by: str) -> StoredRow | None:
+        """Delete one job; the row it had, or None if there was none."""
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            existing = conn.execute(self._get, {"key": key}).first()
+            if existing is None:
+                return None
+            conn.execute(self._delete, {"key": key})
+            conn.execute(self._record, {
+                "key": key, "version": existing[1] + 1, "op": "delete", "payload": None,
+                "status": None, "at": utcnow(), "written_by": written_by,
+            })
+        return StoredRow(existing[0], existing[1])
+
+    def clear(self, written_by: str) -> int:
+        """Delete every job, recording each deletion in the history; how many there were."""
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            conn.execute(self._record_all_deleted, {"at": utcnow(), "written_by": written_by})
+            return int(conn.execute(self._delete_all).rowcount)
+
+    def backfill(self, row: JobRow, written_by: str) -> str:
+        """Import one row unless a newer one exists: 'inserted', 'updated' or 'kept'."""
+        now = utcnow()
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            current = conn.execute(self._full_row, {"key": row.key}).first()
+            if current is None:
+                outcome = "inserted"
+            elif _as_utc(current.updated_at) >= _as_utc(row.updated_at):
+                return "kept"
+            else:
+                outcome = "updated"
+            self._upsert_in(conn, JobWrite(row.key, row.payload, row.status), written_by, now,
+                            updated_at=row.updated_at)
+        return outcome
+
+    def _upsert_in(self, conn: Connection, write: JobWrite, written_by: str, now: datetime,
+                   updated_at: datetime | None = None) -> int:
+        params = {
+            "key": write.key, "payload": write.payload, "status": write.status, "version": 1,
+            "created_at": now, "updated_at": updated_at or now, "written_by": written_by,
+        }
+        if self.dialect in ("sqlite", "postgresql"):
+            version = int(conn.execute(self._upsert, params).scalar_one())
+        else:
+            conn.execute(self._upsert, params)
+            version = int(conn.execute(self._version, {"key": write.key}).scalar_one())
+        conn.execute(self._record, {
+            "key": write.key, "version": version, "op": "set", "payload": write.payload,
+            "status": write.status, "at": now, "written_by": written_by,
+        })
+        return version
+
+    def _build_upsert(self) -> Any:
+        jobs = self.schema.jobs
+        if self.dialect in ("sqlite", "postgresql"):
+            module: Any = sqlite if self.dialect == "sqlite" else postgresql
+            stmt = module.insert(jobs)
+            excluded = stmt.excluded
+            return stmt.on_conflict_do_update(
+                index_elements=[jobs.c.key],
+                set_={
+                    "payload": excluded.payload,
+                    "status": excluded.status,
+                    "version": jobs.c.version + 1,
+                    "updated_at": excluded.updated_at,
+                    "written_by": excluded.written_by,
+                },
+            ).returning(jobs.c.version)
+        if self.dialect in ("mysql", "mariadb"):
+            stmt = mysql.insert(jobs)
+            return stmt.on_duplicate_key_update(
+                payload=stmt.inserted.payload,
+                status=stmt.inserted.status,
+                version=jobs.c.version + 1,
+                updated_at=stmt.inserted.updated_at,
+                written_by=stmt.inserted.written_by,
+            )
+        raise NotImplementedError(self.dialect)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,39 @@
+"""The errors jobstore raises.
+
+The tree, with the builtin each one also is where the meaning matches::
+
+    JobStoreError
+    ├── EncodeError (TypeError)          a value cannot be turned into JSON; nothing was written
+    ├── DecodeError (ValueError)         a stored row cannot be read back; names the key
+    ├── StoreUnavailableError            the database failed where the database is the authority
+    └── StageError (ValueError)          an unknown stage, or a transition that is refused
+
+A missing key stays a plain ``KeyError``, as with a dict.
+"""
+
+from __future__ import annotations
+
+
+class JobStoreError(Exception):
+    """Base class of every error jobstore raises on purpose."""
+
+
+class EncodeError(JobStoreError, TypeError):
+    """A value cannot be encoded as JSON; it was raised before anything was written."""
+
+
+class DecodeError(JobStoreError, ValueError):
+    """A stored payload cannot be decoded into the model."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"cannot decode the row for key {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class StoreUnavailableError(JobStoreError):
+    """The database failed while it is the authority, so the operation did not happen."""
+
+
+class StageError(JobStoreError, ValueError):
+    """An unknown stage name, or a stage change that is refused without ``force``."""
