@@ -115,7 +115,7 @@ def _diff(memory: Any, db: Any, path: str, found: list[FieldDiff]) -> None:
                 _diff(memory[name], db[name], child, found)
         return
     if isinstance(memory, list) and isinstance(db, list) and len(memory) == len(db):
-        for index, (left, right) in enumerate(zip(memory, db)):
+        for index, (left, right) in enumerate(zip(memory, db, strict=True)):
             _diff(left, right, f"{path}[{index}]", found)
         return
     if memory != db or type(memory) is not type(db):

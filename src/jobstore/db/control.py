@@ -6,6 +6,7 @@ reach its orders, and a stage change needs no other channel.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -190,7 +191,5 @@ class ControlPlane:
 
 def _insert_ignoring_race(conn: Any, stmt: Any, params: dict[str, Any]) -> None:
     """Insert a row another process may have inserted a moment before; theirs stands."""
-    try:
+    with contextlib.suppress(IntegrityError):
         conn.execute(stmt, params)
-    except IntegrityError:
-        pass

@@ -8,6 +8,7 @@ in the same order; reads that the dict can answer take no lock and no round trip
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -54,6 +55,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     >>> jobs.close()
     """
 
+    _loop_started: bool
+
     def __init__(
         self,
         url: str | URL | Engine | None = None,
@@ -80,7 +83,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         target = resolve_url(url)
         self.url = safe_url(target)
         if isinstance(target, Engine):
-            self._engine = target.execution_options(isolation_level="AUTOCOMMIT")
+            self._engine: Engine = target.execution_options(isolation_level="AUTOCOMMIT")
             prepare_engine(target)
             self._owns_engine = False
         else:
@@ -504,7 +507,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         if isinstance(other, Mapping):
             pairs = list(other.items())
         elif hasattr(other, "keys"):
-            pairs = [(k, other[k]) for k in other.keys()]
+            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - only keys() is promised
         else:
             pairs = list(other)
         pairs.extend(kwargs.items())
@@ -929,10 +932,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         finally:
             self._closed = True
             _open_stores.pop(id(self), None)
-            try:
+            with contextlib.suppress(DBAPIError):
                 self._control.forget_instance(self._instance_id)
-            except DBAPIError:
-                pass
             self._dispose()
 
     def _dispose(self) -> None:
@@ -1063,10 +1064,8 @@ def _after_fork_in_child() -> None:
 def _close_open_stores() -> None:
     """At interpreter exit, write back what open stores still hold."""
     for store in list(_open_stores.values()):
-        try:
+        with contextlib.suppress(Exception):
             store.close()
-        except Exception:
-            pass
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
