@@ -235,8 +235,10 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                 value = self._memory[key]
             else:
                 value = self._adopt_row(key, row)
+                self._memory[key] = value
                 self._remember(key, value, row.payload, row.version, pending=False)
             self._hold(key, value, row.payload, row.version)
+            self._evict()
             return value
 
     def _load_from_db(self, key: str) -> V:
@@ -251,7 +253,9 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                 raise KeyError(key)
             value = self._adopt_row(key, row)
             if self._rules.keeps_memory:
+                self._memory[key] = value
                 self._remember(key, value, row.payload, row.version, pending=False)
+                self._evict()
             self._hold(key, value, row.payload, row.version)
             return value
 

@@ -1,0 +1,1 @@
+"""Small programs the tests run as real subprocesses (``sys.executable path/to/worker.py``)."""
