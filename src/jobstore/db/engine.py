@@ -4,10 +4,27 @@ Every connection runs in the driver's autocommit mode. A single-statement read t
 round trip and holds no transaction open (an open read transaction stops SQLite's WAL from
 checkpointing), and writes open their own transaction explicitly: ``BEGIN IMMEDIATE`` on SQLite,
 so a read-then-write never loses an update to another process, and ``BEGIN`` elsewhere.
+
+A server that dies never hangs a caller (docs/databases.md has the figures):
+
+- a new connection gives up after ``connect_timeout`` (5 s); a refused one fails at once;
+- every statement gets its answer within ``statement_timeout + REPLY_GRACE_S`` (15 + 5 s): the
+  server cancels a slow statement itself after ``statement_timeout`` (PostgreSQL's
+  ``statement_timeout``, MariaDB's ``max_statement_time``), and the client stops waiting for a
+  reply that never comes after the grace more (psycopg: a bounded wait on the socket, then the
+  connection is closed; PyMySQL: ``read_timeout``/``write_timeout``); TCP keepalives and
+  ``tcp_user_timeout`` end a connection whose peer vanished without a word;
+- every connection is pinged when it leaves the pool (``pool_pre_ping``), so after a server
+  restart the first statement gets a fresh connection rather than a dead one.
+
+So one operation fails within ``connect_timeout + statement_timeout + REPLY_GRACE_S`` (25 s by
+default), and within milliseconds when the host is up and the server process is not.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +39,17 @@ from ..exceptions import JobStoreError
 
 DEFAULT_URL = "sqlite:///jobstore.db"
 SQLITE_BUSY_TIMEOUT_S = 5.0
-CONNECT_TIMEOUT_S = 5
-STATEMENT_TIMEOUT_S = 15
+CONNECT_TIMEOUT_S = 5.0
+"""Seconds a new server connection may take before it fails."""
+STATEMENT_TIMEOUT_S = 15.0
+"""Seconds the server lets one statement run before it cancels it."""
+REPLY_GRACE_S = 5.0
+"""Seconds the client waits for a reply beyond the statement timeout before it gives up."""
 POOL_SIZE = 4
 POOL_MAX_OVERFLOW = 4
+"""Connections per engine: ``POOL_SIZE`` kept, up to ``POOL_MAX_OVERFLOW`` more under load.
+Eight at most per process and store: 8 worker processes need 64 server connections."""
+POOL_RECYCLE_S = 1800
 
 
 def resolve_url(url: str | URL | Engine | None) -> str | URL | Engine:
@@ -45,8 +69,20 @@ def safe_url(url: str | URL | Engine) -> str:
         return "<unparseable URL>"
 
 
-def create_store_engine(url: str | URL) -> Engine:
-    """An engine for ``url`` with the settings jobstore relies on (see the module docstring)."""
+def create_store_engine(
+    url: str | URL,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    statement_timeout: float = STATEMENT_TIMEOUT_S,
+) -> Engine:
+    """An engine for ``url`` with the settings jobstore relies on (see the module docstring).
+
+    ``connect_timeout`` and ``statement_timeout`` (seconds) bound how long a server may keep a
+    caller waiting; a ``connect_timeout`` or ``options`` given in the URL's query wins.
+    """
+    if connect_timeout <= 0 or statement_timeout <= 0:
+        raise ValueError("connect_timeout and statement_timeout must be positive")
+    limits = _Limits(connect_timeout, statement_timeout)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -57,11 +93,16 @@ def create_store_engine(url: str | URL) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return _server_engine(parsed, _postgres_connect_args(parsed))
+        engine = _server_engine(parsed, _postgres_connect_args(parsed, limits), limits)
+        if parsed.get_driver_name() == "psycopg":
+            _bound_psycopg_replies(engine, limits.reply_timeout)
+        return engine
     if backend in ("mysql", "mariadb"):
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername=f"{backend}+pymysql")
-        return _server_engine(parsed, _mysql_connect_args(parsed))
+        engine = _server_engine(parsed, _mysql_connect_args(parsed, limits), limits)
+        event.listen(engine, "connect", functools.partial(_on_mysql_connect, limits))
+        return engine
     raise JobStoreError(f"unsupported database {backend!r}: use sqlite, postgresql or mysql")
 
 
@@ -142,7 +183,16 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _server_engine(url: URL, connect_args: dict[str, Any]) -> Engine:
+class _Limits:
+    """The time bounds of one engine, in seconds."""
+
+    def __init__(self, connect_timeout: float, statement_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.reply_timeout = statement_timeout + REPLY_GRACE_S
+
+
+def _server_engine(url: URL, connect_args: dict[str, Any], limits: _Limits) -> Engine:
     return create_engine(
         url,
         connect_args=connect_args,
@@ -150,30 +200,96 @@ def _server_engine(url: URL, connect_args: dict[str, Any]) -> Engine:
         pool_pre_ping=True,
         pool_size=POOL_SIZE,
         max_overflow=POOL_MAX_OVERFLOW,
-        pool_timeout=CONNECT_TIMEOUT_S,
-        pool_recycle=1800,
+        pool_timeout=limits.connect_timeout,
+        pool_recycle=POOL_RECYCLE_S,
         pool_reset_on_return=None,
     )
 
 
-def _postgres_connect_args(url: URL) -> dict[str, Any]:
+def _postgres_connect_args(url: URL, limits: _Limits) -> dict[str, Any]:
     args: dict[str, Any] = {
-        "connect_timeout": CONNECT_TIMEOUT_S,
         "keepalives": 1,
         "keepalives_idle": 10,
         "keepalives_interval": 5,
         "keepalives_count": 3,
-        "tcp_user_timeout": STATEMENT_TIMEOUT_S * 1000,
+        "tcp_user_timeout": int(limits.reply_timeout * 1000),
     }
+    if "connect_timeout" not in url.query:
+        # libpq counts whole seconds, and treats 1 as 2.
+        args["connect_timeout"] = max(2, math.ceil(limits.connect_timeout))
     if "options" not in url.query:
-        args["options"] = f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"
+        args["options"] = f"-c statement_timeout={int(limits.statement_timeout * 1000)}"
     return args
 
 
-def _mysql_connect_args(url: URL) -> dict[str, Any]:
-    return {
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "read_timeout": STATEMENT_TIMEOUT_S,
-        "write_timeout": STATEMENT_TIMEOUT_S,
+def _mysql_connect_args(url: URL, limits: _Limits) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "read_timeout": math.ceil(limits.reply_timeout),
+        "write_timeout": math.ceil(limits.reply_timeout),
         "charset": "utf8mb4",
     }
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = math.ceil(limits.connect_timeout)
+    return args
+
+
+def _on_mysql_connect(limits: _Limits, dbapi_connection: Any, _record: Any) -> None:
+    """MariaDB cancels a statement after ``statement_timeout`` (MySQL has no such setting for
+    writes; there the client's read timeout is the bound)."""
+    if "mariadb" not in str(dbapi_connection.get_server_info()).lower():
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"SET SESSION max_statement_time = {float(limits.statement_timeout)!r}")
+    finally:
+        cursor.close()
+
+
+def _bound_psycopg_replies(engine: Engine, reply_timeout: float) -> None:
+    """Make every psycopg connection of ``engine`` stop waiting for a reply after
+    ``reply_timeout`` seconds: a server that is alive to TCP but answers nothing (stopped,
+    swapping, wedged) would otherwise hold the caller forever, since keepalives are answered
+    by the kernel and the server's own statement timeout never fires."""
+    connection_class = _bounded_psycopg_class()
+    if connection_class is None:
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        connection = connection_class.connect(*cargs, **cparams)
+        connection.jobstore_reply_timeout = reply_timeout
+        return connection
+
+
+@functools.cache
+def _bounded_psycopg_class() -> Any:
+    """A ``psycopg.Connection`` whose waits for the server are bounded, or None when this
+    psycopg cannot bound them (``Connection.wait`` without ``timeout``: psycopg < 3.2)."""
+    import inspect
+
+    import psycopg
+
+    if "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:
+        return None
+
+    class BoundedConnection(psycopg.Connection):
+        jobstore_reply_timeout: float | None = None
+
+        def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+            bound = self.jobstore_reply_timeout
+            if bound is None or len(args) > 1 or kwargs.get("timeout") is not None:
+                return super().wait(gen, *args, **kwargs)
+            kwargs["timeout"] = bound
+            try:
+                return super().wait(gen, *args, **kwargs)
+            except psycopg.OperationalError as exc:
+                # psycopg raises its private _WaitTimeout (an OperationalError) when the
+                # bound passes; the connection is then mid-statement and cannot be reused.
+                if type(exc).__name__ != "_WaitTimeout":
+                    raise
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no reply from the server within {bound:g} s; connection closed"
+                ) from None
+
+    return BoundedConnection
