@@ -163,6 +163,27 @@ class JobRows:
                 return
             after = rows[-1][0]
 
+    def count_by_status(self) -> dict[str | None, int]:
+        """How many jobs have each status (None: jobs without one), in one statement."""
+        jobs = self.schema.jobs
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        with self.engine.connect() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+    def scan_rows(self, *, batch: int = SCAN_BATCH) -> Iterator[JobRow]:
+        """Every full row in key order, streamed batch by batch like `scan`."""
+        jobs = self.schema.jobs
+        query = select(jobs).order_by(jobs.c.key).limit(batch)
+        after: str | None = None
+        while True:
+            page = query if after is None else query.where(jobs.c.key > after)
+            with self.engine.connect() as conn:
+                rows = [JobRow(*row) for row in conn.execute(page)]
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1].key
+
     def rows(self, *, status: str | None = None, limit: int | None = None) -> list[JobRow]:
         jobs = self.schema.jobs
         query = select(jobs).order_by(jobs.c.updated_at.desc(), jobs.c.key)

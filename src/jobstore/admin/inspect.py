@@ -1,0 +1,201 @@
+"""Read-only commands: the stage and the instances (`status`), one job (`show`, `history`),
+a listing (`ls`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..db.jobs import JobEvent, JobRow
+from ..verify import FieldDiff, diff_documents
+from ._target import InstanceInfo, UrlLike, as_utc, instances, open_target
+
+DEFAULT_LS_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """The stage every process follows, who set it, the instances and the row counts."""
+
+    url: str
+    table: str
+    stage: str | None
+    changed_at: datetime | None
+    changed_by: str | None
+    reason: str | None
+    jobs: int
+    jobs_by_status: dict[str, int]
+    instances: tuple[InstanceInfo, ...]
+
+    @property
+    def live(self) -> tuple[InstanceInfo, ...]:
+        return tuple(i for i in self.instances if i.live)
+
+    @property
+    def stale(self) -> tuple[InstanceInfo, ...]:
+        return tuple(i for i in self.instances if not i.live)
+
+    @property
+    def exit_code(self) -> int:
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url, "table": self.table, "stage": self.stage,
+            "stage_changed_at": _iso(self.changed_at), "stage_changed_by": self.changed_by,
+            "stage_reason": self.reason, "jobs": self.jobs,
+            "jobs_by_status": self.jobs_by_status,
+            "live_instances": len(self.live), "stale_instances": len(self.stale),
+            "instances": [i.to_dict() for i in self.instances],
+        }
+
+
+def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
+    """The control row, every instance's last heartbeat and how many jobs the table holds."""
+    with open_target(url, table) as target:
+        state = target.control.read_stage()
+        by_status = target.rows.count_by_status()
+        found = instances(target)
+        return StatusResult(
+            url=target.url, table=target.table,
+            stage=state.stage.value if state else None,
+            changed_at=as_utc(state.changed_at) if state else None,
+            changed_by=state.changed_by if state else None,
+            reason=state.reason if state else None,
+            jobs=sum(by_status.values()),
+            jobs_by_status={("(none)" if k is None else k): v
+                            for k, v in sorted(by_status.items(), key=lambda kv: -kv[1])},
+            instances=tuple(found),
+        )
+
+
+@dataclass(frozen=True)
+class ShowResult:
+    """One job's row, or nothing when the key is not in the table."""
+
+    key: str
+    row: JobRow | None
+
+    @property
+    def found(self) -> bool:
+        return self.row is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.found else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "found": self.found,
+                "job": None if self.row is None else row_to_dict(self.row)}
+
+
+def show(key: str, url: UrlLike = None, *, table: str | None = None) -> ShowResult:
+    """The job stored under ``key`` as the database holds it."""
+    with open_target(url, table) as target:
+        return ShowResult(key, target.rows.row(key))
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One version of a job, with the fields that changed from the version before."""
+
+    event: JobEvent
+    changes: tuple[FieldDiff, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "version": e.version, "op": e.op, "status": e.status, "at": _iso(as_utc(e.at)),
+            "written_by": e.written_by, "payload": _document(e.payload),
+            "changes": [{"path": c.path, "before": c.memory, "after": c.db}
+                        for c in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    key: str
+    entries: tuple[HistoryEntry, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.entries else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "found": bool(self.entries),
+                "versions": [e.to_dict() for e in self.entries]}
+
+
+def history(key: str, url: UrlLike = None, *, table: str | None = None) -> HistoryResult:
+    """Every version ``key`` has had, oldest first, each with what it changed."""
+    with open_target(url, table) as target:
+        events = target.rows.history(key)
+    entries = []
+    before: Any = None
+    for event in events:
+        document = _document(event.payload)
+        changes = () if before is None or document is None else tuple(
+            diff_documents(before, document))
+        entries.append(HistoryEntry(event, changes))
+        before = document
+    return HistoryResult(key, tuple(entries))
+
+
+@dataclass(frozen=True)
+class LsResult:
+    """The most recently updated jobs, with how many match in all."""
+
+    status: str | None
+    limit: int | None
+    total: int
+    rows: tuple[JobRow, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "limit": self.limit, "total": self.total,
+                "shown": len(self.rows),
+                "jobs": [row_to_dict(r, payload=False) for r in self.rows]}
+
+
+def ls(url: UrlLike = None, *, table: str | None = None, status: str | None = None,
+       limit: int | None = DEFAULT_LS_LIMIT) -> LsResult:
+    """Jobs, most recently updated first, optionally only those with ``status``."""
+    if limit is not None and limit < 0:
+        raise ValueError("limit must not be negative")
+    with open_target(url, table) as target:
+        counts = target.rows.count_by_status()
+        total = counts.get(status, 0) if status is not None else sum(counts.values())
+        rows = target.rows.rows(status=status, limit=limit)
+    return LsResult(status, limit, total, tuple(rows))
+
+
+def row_to_dict(row: JobRow, *, payload: bool = True) -> dict[str, Any]:
+    """A job row as JSON data: the payload parsed, times in ISO 8601 UTC."""
+    found: dict[str, Any] = {"key": row.key}
+    if payload:
+        found["payload"] = _document(row.payload)
+    found.update({
+        "status": row.status, "version": row.version,
+        "created_at": _iso(as_utc(row.created_at)), "updated_at": _iso(as_utc(row.updated_at)),
+        "written_by": row.written_by,
+    })
+    return found
+
+
+def _document(payload: str | None) -> Any:
+    """A payload as JSON data; text that is not JSON stays text rather than failing."""
+    if payload is None:
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,313 @@
+"""Moving between stages: `set_stage`, `rollback` and `cutover`, each ending in a barrier that
+waits until every live instance reports running the new stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..exceptions import StageError
+from ..stages import Stage, check_transition
+from ._target import POLL_S, InstanceInfo, Target, UrlLike, actor, instances, open_target
+from .verify import DEFAULT_TIMEOUT_S, ProgressFn, VerifyProgress, VerifyResult, verify_in
+
+
+@dataclass(frozen=True)
+class BarrierProgress:
+    stage: str
+    reached: tuple[InstanceInfo, ...]
+    waiting: tuple[InstanceInfo, ...]
+    elapsed_s: float
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class BarrierResult:
+    """Which live instances reported running ``stage`` before the timeout, and which not."""
+
+    stage: str
+    reached: tuple[InstanceInfo, ...]
+    missing: tuple[InstanceInfo, ...]
+    """Live instances still running another stage when the time ran out."""
+    pinned: tuple[InstanceInfo, ...]
+    """Live instances pinned to another stage by ``JOBSTORE_STAGE``: they will not follow."""
+    lost: tuple[InstanceInfo, ...]
+    """Instances that stopped beating while we waited: not waited for."""
+    elapsed_s: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage, "ok": self.ok,
+            "reached": [i.instance_id for i in self.reached],
+            "missing": [i.to_dict() for i in self.missing],
+            "pinned": [i.to_dict() for i in self.pinned],
+            "lost": [i.to_dict() for i in self.lost],
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+Progress = Callable[[VerifyProgress | BarrierProgress], None]
+
+
+def wait_for_stage(target: Target, stage: Stage, *, timeout: float,
+                   progress: Callable[[BarrierProgress], None] | None = None) -> BarrierResult:
+    """Poll heartbeats until every live, unpinned instance reports ``stage``, or ``timeout``."""
+    started = time.monotonic()
+    seen_live: dict[str, InstanceInfo] = {}
+    while True:
+        elapsed = time.monotonic() - started
+        current = instances(target)
+        live = [i for i in current if i.live]
+        seen_live.update((i.instance_id, i) for i in live)
+        live_ids = {i.instance_id for i in live}
+        pinned = tuple(i for i in live if i.pinned and i.pinned != stage.value)
+        reached = tuple(i for i in live if i.stage == stage.value)
+        waiting = tuple(i for i in live if i.stage != stage.value and i not in pinned)
+        if progress is not None:
+            progress(BarrierProgress(stage.value, reached, waiting, elapsed, timeout))
+        if not waiting or elapsed >= timeout:
+            lost = tuple(i for k, i in seen_live.items() if k not in live_ids)
+            return BarrierResult(stage.value, reached, waiting, pinned, lost, elapsed)
+        time.sleep(min(POLL_S, max(timeout - elapsed, 0.0)))
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """The outcome of `set_stage` or `rollback`."""
+
+    url: str
+    table: str
+    previous: str | None
+    stage: str
+    changed: bool
+    refused: str | None = None
+    barrier: BarrierResult | None = None
+    jobs_in_db: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """1 when refused, 3 when some live instance did not follow in time, else 0."""
+        if self.refused:
+            return 1
+        return 3 if self.barrier is not None and not self.barrier.ok else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url, "table": self.table, "previous": self.previous,
+            "stage": self.stage, "changed": self.changed, "refused": self.refused,
+            "jobs_in_db": self.jobs_in_db,
+            "barrier": None if self.barrier is None else self.barrier.to_dict(),
+        }
+
+
+def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = None,
+              force: bool = False, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+              progress: Callable[[BarrierProgress], None] | None = None) -> StageChange:
+    """Set the stage every process follows, then wait until the live ones run it.
+
+    Refused without ``force``: ``db_only`` (use `cutover`, which verifies first), and
+    ``memory`` from a stage where the database is the authority (jobs that exist only in the
+    database would disappear from the service's view).
+    """
+    new = Stage.parse(stage)
+    with open_target(url, table) as target:
+        state = target.control.read_stage()
+        current = state.stage if state else None
+        if new is Stage.DB_ONLY and current is not Stage.DB_ONLY and not force:
+            return StageChange(
+                target.url, target.table, _value(current), new.value, changed=False,
+                refused="db_only drops every process's dict: run `jobstore cutover`, which "
+                        "verifies first and waits for every instance, or pass --force")
+        return _change(target, current, new, force=force, wait=wait, timeout=timeout,
+                       reason=f"jobstore stage {new.value}", progress=progress)
+
+
+def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str | None = None,
+             force: bool = False, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+             progress: Callable[[BarrierProgress], None] | None = None) -> StageChange:
+    """Move one stage back (or back to ``to``), then wait until the live instances run it.
+
+    ``to`` must be earlier than the current stage (`StageError` otherwise). Moving to
+    ``memory`` from ``db_primary`` or ``db_only`` is refused without ``force``.
+    """
+    with open_target(url, table) as target:
+        state = target.control.read_stage()
+        if state is None:
+            raise StageError(f"table {target.table!r} has no stage yet: run `jobstore init`")
+        current = state.stage
+        order = list(Stage)
+        if to is None:
+            new = current.previous()
+            if new is None:
+                return StageChange(target.url, target.table, current.value, current.value,
+                                   changed=False,
+                                   refused="already at memory, the first stage")
+        else:
+            new = Stage.parse(to)
+            if order.index(new) >= order.index(current):
+                raise StageError(
+                    f"--to {new.value} is not before the current stage {current.value}: "
+                    "rollback only moves back (use `jobstore stage` or `jobstore cutover`)")
+        return _change(target, current, new, force=force, wait=wait, timeout=timeout,
+                       reason=f"rollback from {current.value}", progress=progress)
+
+
+def _change(target: Target, current: Stage | None, new: Stage, *, force: bool, wait: bool,
+            timeout: float, reason: str,
+            progress: Callable[[BarrierProgress], None] | None) -> StageChange:
+    if current is not None:
+        try:
+            check_transition(current, new, force=force)
+        except StageError:
+            jobs = target.rows.count()
+            return StageChange(
+                target.url, target.table, current.value, new.value, changed=False,
+                jobs_in_db=jobs,
+                refused=(
+                    f"moving from {current.value} to memory would hide every job that exists "
+                    f"only in the database: the database holds {jobs} job(s), and from here "
+                    "jobstore cannot tell how many of them each process also holds in its "
+                    "dict (a process in memory reads only its dict); pass --force to do it "
+                    "anyway"))
+    changed = current is not new
+    if changed:
+        target.control.set_stage(new, actor(), reason)
+    barrier = (wait_for_stage(target, new, timeout=timeout, progress=progress)
+               if wait else None)
+    return StageChange(target.url, target.table, _value(current), new.value, changed=changed,
+                       barrier=barrier)
+
+
+@dataclass(frozen=True)
+class CutoverResult:
+    """What `cutover` found, decided and did.
+
+    ``outcome`` is one of ``done``, ``already`` (the stage was db_only already), ``dry_run``
+    (the plan, nothing changed), ``refused``, ``unverified`` (a live instance did not answer
+    verify in time), ``cancelled`` (the confirmation said no), ``barrier_timeout`` (db_only is
+    set but some live instance did not report running it in time).
+    """
+
+    url: str
+    table: str
+    outcome: str
+    previous: str | None
+    reasons: tuple[str, ...] = ()
+    """Why it refused (or, with force, what it would have refused for)."""
+    forced: bool = False
+    plan: tuple[str, ...] = ()
+    verify: VerifyResult | None = None
+    barrier: BarrierResult | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"refused": 1, "cancelled": 1, "unverified": 3, "barrier_timeout": 3}.get(
+            self.outcome, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome, "url": self.url, "table": self.table,
+            "previous": self.previous, "reasons": list(self.reasons), "forced": self.forced,
+            "plan": list(self.plan),
+            "verify": None if self.verify is None else self.verify.to_dict(),
+            "barrier": None if self.barrier is None else self.barrier.to_dict(),
+        }
+
+
+def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = False,
+            dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
+            confirm: Callable[[tuple[str, ...]], bool] | None = None,
+            progress: Progress | None = None) -> CutoverResult:
+    """Verify, then set ``db_only`` and wait until every live instance runs it.
+
+    Refused (unless ``force``) on any drift, while any instance has writes queued or failed,
+    while an instance is pinned to another stage by ``JOBSTORE_STAGE``, and when a live
+    instance does not answer verify within ``timeout`` seconds. ``dry_run`` returns the plan
+    without changing anything; ``confirm`` (given the plan) can still say no.
+    """
+    with open_target(url, table) as target:
+        state = target.control.read_stage()
+        previous = state.stage if state else None
+        if previous is Stage.DB_ONLY:
+            barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, progress=progress)
+            outcome = "already" if barrier.ok else "barrier_timeout"
+            return CutoverResult(target.url, target.table, outcome, previous.value,
+                                 barrier=barrier)
+        live = [i for i in instances(target) if i.live]
+        checked: VerifyResult | None = None
+        if live:
+            verify_progress: ProgressFn | None = progress
+            checked = verify_in(target, timeout=timeout, progress=verify_progress)
+        reasons, unverified = _refusals(live, checked, timeout)
+        plan = _plan(target, previous, live, timeout)
+        base = CutoverResult(target.url, target.table, "refused", _value(previous),
+                             reasons=tuple(reasons), forced=bool(reasons), plan=plan,
+                             verify=checked)
+        if reasons and not force:
+            outcome = "unverified" if unverified and len(reasons) == 1 else "refused"
+            return replace(base, outcome=outcome, forced=False)
+        if dry_run:
+            return replace(base, outcome="dry_run")
+        if confirm is not None and not confirm(plan):
+            return replace(base, outcome="cancelled")
+        target.control.set_stage(Stage.DB_ONLY, actor(),
+                                 "cutover --force" if reasons else "cutover")
+        barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, progress=progress)
+        return replace(base, outcome="done" if barrier.ok else "barrier_timeout",
+                       barrier=barrier)
+
+
+def _refusals(live: list[InstanceInfo], checked: VerifyResult | None,
+              timeout: float) -> tuple[list[str], bool]:
+    reasons: list[str] = []
+    if checked is not None and checked.drifts:
+        reasons.append(f"verify found {len(checked.drifts)} drift(s) in "
+                       f"{len(checked.drifted_keys)} key(s): "
+                       f"{_names(list(checked.drifted_keys))}")
+    busy = [i for i in live if i.queued_writes or i.failed_writes]
+    reported = {r.instance_id for r in (checked.reports if checked else ())
+                if r.queued_writes or r.failed_writes}
+    busy_ids = {i.instance_id for i in busy} | reported
+    if busy_ids:
+        by_id = {i.instance_id: i for i in live}
+        names = [by_id[k].name if k in by_id else k for k in sorted(busy_ids)]
+        reasons.append(f"writes are queued or failed on {len(busy_ids)} instance(s): "
+                       f"{_names(names)} (status shows the figures)")
+    pinned = [i for i in live if i.pinned and i.pinned != Stage.DB_ONLY.value]
+    if pinned:
+        reasons.append("pinned by JOBSTORE_STAGE, will not follow: " + _names(
+            [f"{i.name} ({i.pinned})" for i in pinned]))
+    unverified = bool(checked is not None and checked.unanswered)
+    if checked is not None and checked.unanswered:
+        reasons.append(f"{len(checked.unanswered)} live instance(s) did not answer verify "
+                       f"within {timeout:g} s: {_names([i.name for i in checked.unanswered])}")
+    return reasons, unverified
+
+
+def _plan(target: Target, previous: Stage | None, live: list[InstanceInfo],
+          timeout: float) -> tuple[str, ...]:
+    steps = [f"set the stage of table {target.table!r} from {_value(previous)} to db_only"]
+    if live:
+        steps.append(f"wait up to {timeout:g} s until the {len(live)} live instance(s) run "
+                     f"db_only: {_names([i.name for i in live])}")
+        steps.append("each one writes back its in-place changes, drains its retry queue and "
+                     "drops its dict; from then on every read and write goes to the database")
+    else:
+        steps.append("no live instance: processes started later read db_only at start")
+    steps.append("to undo: `jobstore rollback` (to db_primary; the dict starts empty)")
+    return tuple(steps)
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _value(stage: Stage | None) -> str | None:
+    return None if stage is None else stage.value

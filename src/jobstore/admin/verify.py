@@ -1,0 +1,273 @@
+"""`verify`: ask every live instance to diff its dict against the database, wait, merge; and
+`verify_snapshot`: diff a `JobStore.dump_memory` file against the database, with no process."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..db.jobs import utcnow
+from ..exceptions import JobStoreError
+from ..verify import Drift, DriftKind, VerifyReport, diff_documents
+from ._target import (
+    POLL_S,
+    InstanceInfo,
+    Target,
+    UrlLike,
+    actor,
+    as_utc,
+    instances,
+    open_target,
+)
+
+DEFAULT_TIMEOUT_S = 10.0
+SNAPSHOT_FORMAT = "jobstore-memory/1"
+_SNAPSHOT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class VerifyProgress:
+    """Where a verify stands while it waits, for a live display."""
+
+    request_id: int
+    expected: tuple[InstanceInfo, ...]
+    answered: tuple[str, ...]
+    elapsed_s: float
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class InstanceDrift:
+    """A drift as one instance saw it."""
+
+    instance_id: str
+    drift: Drift
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, **self.drift.to_dict()}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Every answering instance's report, merged; who did not answer; and the verdict.
+
+    ``consistent`` is true only when someone answered, everyone expected answered, and no
+    report has a drift.
+    """
+
+    url: str
+    table: str
+    source: str
+    """``instances`` (live processes answered) or ``snapshot`` (a dump file was diffed)."""
+    request_id: int | None
+    reports: tuple[VerifyReport, ...]
+    unanswered: tuple[InstanceInfo, ...] = ()
+    """Live instances that did not answer before the timeout."""
+    lost: tuple[InstanceInfo, ...] = ()
+    """Instances that stopped beating while we waited (they died or hang); not waited for."""
+    elapsed_s: float = 0.0
+    snapshot: str | None = None
+
+    @property
+    def drifts(self) -> tuple[InstanceDrift, ...]:
+        return tuple(InstanceDrift(r.instance_id, d) for r in self.reports for d in r.drifts)
+
+    @property
+    def drifted_keys(self) -> tuple[str, ...]:
+        return tuple(sorted({d.drift.key for d in self.drifts}))
+
+    @property
+    def checked(self) -> int:
+        return sum(r.checked for r in self.reports)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.reports) and not self.unanswered
+
+    @property
+    def consistent(self) -> bool:
+        return self.complete and not self.drifts
+
+    @property
+    def queued_writes(self) -> int:
+        return sum(r.queued_writes for r in self.reports)
+
+    @property
+    def failed_writes(self) -> int:
+        return sum(r.failed_writes for r in self.reports)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a drift was found, else 3 when not everyone answered, else 0."""
+        if self.drifts:
+            return 1
+        return 0 if self.complete else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "consistent": self.consistent, "complete": self.complete, "source": self.source,
+            "url": self.url, "table": self.table, "request_id": self.request_id,
+            "snapshot": self.snapshot, "checked": self.checked,
+            "drifted_keys": list(self.drifted_keys),
+            "drifts": [d.to_dict() for d in self.drifts],
+            "queued_writes": self.queued_writes, "failed_writes": self.failed_writes,
+            "reports": [_report_summary(r) for r in self.reports],
+            "unanswered": [i.to_dict() for i in self.unanswered],
+            "lost": [i.to_dict() for i in self.lost],
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def _report_summary(report: VerifyReport) -> dict[str, Any]:
+    summary = report.to_dict()
+    summary["drifts"] = len(report.drifts)
+    return summary
+
+
+ProgressFn = Callable[[VerifyProgress], None]
+
+
+def verify(url: UrlLike = None, *, table: str | None = None,
+           timeout: float = DEFAULT_TIMEOUT_S,
+           progress: ProgressFn | None = None) -> VerifyResult:
+    """Ask every live instance to compare its dict with the database, and merge the answers.
+
+    Each instance re-reads a key before calling it drift (see `JobStore.verify`). The call
+    waits until every instance that was live and running when the request was made has
+    answered, or ``timeout`` seconds; those that did not are named in ``unanswered``.
+    """
+    with open_target(url, table) as target:
+        return verify_in(target, timeout=timeout, progress=progress)
+
+
+def verify_in(target: Target, *, timeout: float, progress: ProgressFn | None = None
+              ) -> VerifyResult:
+    """`verify` on a database that is already open (cutover uses it)."""
+    started = time.monotonic()
+    request_id = target.control.request_verify(actor())
+    requested_at = utcnow()
+    expected = {i.instance_id: i for i in instances(target)
+                if i.live and i.started_at <= requested_at}
+    lost: dict[str, InstanceInfo] = {}
+    answers: dict[str, dict[str, Any]] = {}
+    while True:
+        answers = target.control.reports(request_id)
+        elapsed = time.monotonic() - started
+        now_seen = {i.instance_id: i for i in instances(target)}
+        for instance_id in list(expected):
+            current = now_seen.get(instance_id)
+            if instance_id not in answers and (current is None or not current.live):
+                lost[instance_id] = current or expected[instance_id]
+                del expected[instance_id]
+        waiting = [i for i in expected if i not in answers]
+        if progress is not None:
+            progress(VerifyProgress(request_id, tuple(expected.values()),
+                                    tuple(i for i in expected if i in answers), elapsed,
+                                    timeout))
+        if not waiting or elapsed >= timeout:
+            break
+        time.sleep(min(POLL_S, max(timeout - elapsed, 0.0)))
+    reports = tuple(VerifyReport.from_dict(answers[i]) for i in sorted(answers))
+    return VerifyResult(
+        url=target.url, table=target.table, source="instances", request_id=request_id,
+        reports=reports,
+        unanswered=tuple(expected[i] for i in waiting),
+        lost=tuple(lost.values()), elapsed_s=time.monotonic() - started,
+    )
+
+
+def verify_snapshot(file: str | os.PathLike[str], url: UrlLike = None, *,
+                    table: str | None = None) -> VerifyResult:
+    """Compare a `JobStore.dump_memory` file with the database, key by key.
+
+    The file says which table it was dumped from; that table is used unless ``table`` is
+    given, and a different ``table`` is an error. The dump is a moment in the past, so a row
+    updated after it was taken is reported as changed with a note saying so.
+    """
+    document = _read_snapshot(file)
+    dumped_table = document.get("table")
+    if table is not None and dumped_table and table != dumped_table:
+        raise JobStoreError(
+            f"{os.fspath(file)} is a dump of table {dumped_table!r}, not {table!r}")
+    dumped_at = _parse_time(document.get("dumped_at"))
+    jobs: dict[str, Any] = document["jobs"]
+    started = time.monotonic()
+    with open_target(url, table or dumped_table) as target:
+        drifts: list[Drift] = [Drift(str(key), DriftKind.UNENCODABLE,
+                                     detail="the value could not be encoded when dumped")
+                               for key in document.get("unencodable") or ()]
+        keys = sorted(jobs)
+        for start in range(0, len(keys), _SNAPSHOT_BATCH):
+            batch = keys[start:start + _SNAPSHOT_BATCH]
+            stored = target.rows.get_many(batch)
+            for key in batch:
+                row = stored.get(key)
+                drift = _judge_snapshot(key, jobs[key], None if row is None else row.payload)
+                if drift is not None:
+                    drifts.append(_note_newer(target, drift, dumped_at))
+        report = VerifyReport(
+            instance_id=str(document.get("instance_id") or "snapshot"),
+            stage=str(document.get("stage") or "unknown"), checked=len(jobs),
+            drifts=tuple(drifts), source="snapshot",
+            extra={"dumped_at": document.get("dumped_at")},
+        )
+        return VerifyResult(url=target.url, table=target.table, source="snapshot",
+                            request_id=None, reports=(report,),
+                            elapsed_s=time.monotonic() - started, snapshot=os.fspath(file))
+
+
+def _read_snapshot(file: str | os.PathLike[str]) -> dict[str, Any]:
+    name = os.fspath(file)
+    try:
+        with open(name, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except OSError as exc:
+        raise JobStoreError(f"cannot read the snapshot {name}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise JobStoreError(f"{name} is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
+        raise JobStoreError(
+            f"{name} is not a jobstore memory dump (expected format {SNAPSHOT_FORMAT!r}, "
+            "as written by JobStore.dump_memory)")
+    if not isinstance(document.get("jobs"), dict):
+        raise JobStoreError(f"{name} has no 'jobs' object")
+    return document
+
+
+def _judge_snapshot(key: str, memory: Any, payload: str | None) -> Drift | None:
+    if payload is None:
+        return Drift(key, DriftKind.MISSING_IN_DB)
+    try:
+        stored = json.loads(payload)
+    except ValueError as exc:
+        return Drift(key, DriftKind.UNDECODABLE, detail=f"the row is not JSON: {exc}")
+    if stored == memory and type(stored) is type(memory):
+        return None
+    return Drift(key, DriftKind.CHANGED, tuple(diff_documents(memory, stored)))
+
+
+def _note_newer(target: Target, drift: Drift, dumped_at: datetime | None) -> Drift:
+    if drift.kind is not DriftKind.CHANGED or dumped_at is None:
+        return drift
+    row = target.rows.row(drift.key)
+    if row is None:
+        return drift
+    if as_utc(row.updated_at) > dumped_at:
+        return Drift(drift.key, drift.kind, drift.fields,
+                     detail=f"the row was written after the dump (by {row.written_by} at "
+                            f"{as_utc(row.updated_at).isoformat()})")
+    return drift
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
