@@ -1,0 +1,65 @@
+"""Commands for tables and rows in bulk: init, export, import."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import admin
+from ..stages import Stage
+from . import render
+from .context import finish, settings
+
+JSON_HELP = "Print one JSON document on stdout instead of text."
+
+
+@click.command()
+@click.option("--stage", type=click.Choice([s.value for s in Stage]), default="dual_write",
+              show_default=True, metavar="S",
+              help="The stage to start in, when the table has none yet.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def init(stage: str, as_json: bool) -> None:
+    """Create the job table, its history and the control tables (idempotent).
+
+    An SQLite file is created (mode 0600) if missing. An existing stage is left as it is.
+    Exit 0.
+    """
+    s = settings()
+    result = admin.init(s.url, table=s.table, stage=stage)
+    render.emit_json(result.to_dict()) if as_json else render.init(result)
+    finish(result.exit_code)
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+def export(file: str | None) -> None:
+    """Write every job as JSON lines to FILE (mode 0600), or to stdout without FILE or with -.
+
+    Each line has key, payload, status, version, created_at, updated_at and written_by.
+    Exit 0.
+    """
+    s = settings()
+    if file is None or file == "-":
+        result = admin.export(sys.stdout, s.url, table=s.table)
+        render.exported(result, render.stderr())
+    else:
+        result = admin.export(file, s.url, table=s.table)
+        render.exported(result, render.stdout())
+    finish(result.exit_code)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def import_(file: str, as_json: bool) -> None:
+    """Backfill jobs from a JSON lines FILE (as export writes it).
+
+    A row is written only where the table has no row for the key or an older one (by
+    updated_at): a newer row is never overwritten. Every line is checked before anything is
+    written. Exit 0; 2 when a line is malformed (nothing is written).
+    """
+    s = settings()
+    result = admin.import_(file, s.url, table=s.table)
+    render.emit_json(result.to_dict()) if as_json else render.imported(result)
+    finish(result.exit_code)
