@@ -869,6 +869,12 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             return Drift(key, DriftKind.MISSING_IN_DB)
         if row.payload == payload:
             return None
+        entry = self._entries.get(key)
+        if (entry is not None and not entry.pending and entry.version is not None
+                and row.version > entry.version):
+            # An older copy of a job another process has rewritten since (this one read it
+            # earlier): the next read revalidates it, so it is a stale cache, not drift.
+            return None
         try:
             self._codec.decode(key, row.payload)
         except DecodeError as exc:
