@@ -42,6 +42,7 @@ from .tracking import Tracker
 V = TypeVar("V")
 _MISSING: Any = object()
 _VERIFY_BATCH = 500
+_DRAIN_BATCH = 200
 DEFAULT_SHADOW_SAMPLE = 0.1
 
 
@@ -742,26 +743,39 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                     self._note_error(exc)
                     return
                 self._queue.clear_pending = False
-            for key, write in self._queue.snapshot():
-                try:
-                    if write.is_delete:
-                        self._rows.delete(key, self._instance_id)
-                    else:
-                        assert write.payload is not None
-                        version = self._rows.upsert(key, write.payload, write.status,
-                                                    self._instance_id)
-                except DBAPIError as exc:
-                    self._note_error(exc)
+        # One transaction per batch, and the lock released between batches: after an outage
+        # the backlog lands in a few commits, and callers' writes are not held behind all of it.
+        queued = self._queue.snapshot()
+        for start in range(0, len(queued), _DRAIN_BATCH):
+            with self._lock:
+                if not self._drain_batch(queued[start:start + _DRAIN_BATCH]):
+                    return
+        self._db_failing = False
+
+    def _drain_batch(self, batch: list[tuple[str, QueuedWrite]]) -> bool:
+        """Replay queued writes; False when the database failed (they stay queued)."""
+        stores = [(key, write) for key, write in batch if not write.is_delete]
+        try:
+            for key, write in batch:
+                if write.is_delete:
+                    self._rows.delete(key, self._instance_id)
+                    self._queue.discard_if_same(key, write)
+            versions = self._rows.upsert_many(
+                [JobWrite(key, cast(str, w.payload), w.status) for key, w in stores],
+                self._instance_id) if stores else {}
+        except DBAPIError as exc:
+            self._note_error(exc)
+            for key, write in batch:
+                if self._queue.get(key) is write:
                     write.attempts += 1
                     write.last_error = _reason(exc)
-                    return
-                self._queue.discard_if_same(key, write)
-                if not write.is_delete and key in self._memory:
-                    assert write.payload is not None
-                    entry = self._entries.get(key)
-                    if entry is not None and entry.payload == write.payload:
-                        self._persisted(key, self._memory[key], write.payload, version)
-            self._db_failing = False
+            return False
+        for key, write in stores:
+            self._queue.discard_if_same(key, write)
+            entry = self._entries.get(key)
+            if key in self._memory and entry is not None and entry.payload == write.payload:
+                self._persisted(key, self._memory[key], cast(str, write.payload), versions[key])
+        return True
 
     def _heartbeat(self) -> None:
         self._control.beat(Heartbeat(
