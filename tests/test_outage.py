@@ -1,0 +1,189 @@
+"""Outages of a PostgreSQL server of the tests' own (never the shared one on 5432).
+
+The server is made by initdb in a temporary folder and listens on a free loopback port; it is
+stopped with ``pg_ctl stop -m immediate`` (a crash: every connection dies) or frozen with
+SIGSTOP (alive to TCP, answering nothing) while service processes keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import IN_CI
+from jobstore import JobStore, Stage, StoreUnavailableError
+from jobstore.db.engine import (
+    CONNECT_TIMEOUT_S,
+    REPLY_GRACE_S,
+    STATEMENT_TIMEOUT_S,
+    create_store_engine,
+)
+from workers.pg_cluster import PgCluster, unavailable_reason, wait_until
+from workers.pg_service import ServiceProcess
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+DOCUMENTED_BOUND_S = CONNECT_TIMEOUT_S + STATEMENT_TIMEOUT_S + REPLY_GRACE_S
+"""docs/databases.md: the longest a caller waits for an error when the server is dead."""
+RECOVERY_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PgCluster]:
+    """A private PostgreSQL server, running; stopped and deleted after the module."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"CI needs a private PostgreSQL server and cannot make one: {reason}")
+        pytest.skip(f"cannot make a private PostgreSQL server: {reason}")
+    cluster = PgCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def running_pg(own_pg: PgCluster) -> PgCluster:
+    """The private server, started again if an earlier test left it stopped."""
+    if not own_pg.is_running():
+        own_pg.start()
+    return own_pg
+
+
+def rows_of(url: str, table: str) -> dict[str, Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {key: json.loads(payload) for key, payload in
+                    conn.execute(text(f"SELECT key, payload FROM {table}"))}
+    finally:
+        engine.dispose()
+
+
+def table() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def test_dual_write_service_answers_from_memory_through_a_crash_and_loses_no_write(
+        running_pg: PgCluster) -> None:
+    """While the server is down the service answers from memory and queues its writes; after
+    the restart the queue drains, verify is clean and every acknowledged write is in the DB."""
+    name = table()
+    service = ServiceProcess(running_pg.url, name, "dual_write", 0.2)
+    try:
+        service.call("set", key="before", value={"status": "queued", "n": -1})
+        service.call("pump_start", prefix="p")
+        time.sleep(0.5)
+
+        running_pg.stop("immediate")
+        down_at = time.monotonic()
+        read = service.send("get", key="before")
+        assert read.get("result") == {"status": "queued", "n": -1}, read
+        assert read["elapsed"] < 1.0, read
+        wrote = service.send("set", key="during", value={"status": "queued", "n": -2})
+        assert "error" not in wrote, wrote
+        assert wrote["elapsed"] < 1.0, wrote
+        assert wait_until(lambda: service.call("state")["queued"] > 5, 10), service.call("state")
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - down_at)))
+
+        running_pg.start()
+        back_at = time.monotonic()
+        assert wait_until(lambda: service.call("state")["queued"] == 0, 10), service.call("state")
+        drained_in = time.monotonic() - back_at
+        pumped = service.call("pump_stop", prefix="p")
+        service.call("sync")
+        report = service.call("verify")
+        state = service.call("state")
+    finally:
+        service.close()
+
+    assert pumped["error_count"] == 0, pumped["errors"]
+    assert pumped["slowest"] < 2.0, "a write waited on the dead server"
+    assert drained_in < RECOVERY_S
+    assert report["drifts"] == [], report
+    assert report["queued_writes"] == 0
+    assert state["queued"] == 0
+    assert state["failed"] == 0
+    stored = rows_of(running_pg.url, name)
+    expected = {**pumped["acked"], "before": {"status": "queued", "n": -1},
+                "during": {"status": "queued", "n": -2}}
+    lost = sorted(k for k, v in expected.items() if stored.get(k) != v)
+    assert len(expected) > 50
+    assert lost == [], f"{len(lost)} of {len(expected)} acknowledged writes lost: {lost[:5]}"
+
+
+def test_db_only_caller_gets_store_unavailable_within_the_bound_and_recovers(
+        running_pg: PgCluster) -> None:
+    """In db_only a dead server gives StoreUnavailableError within the documented bound, and
+    the first write after the server is back succeeds within 5 s of its return."""
+    name = table()
+    service = ServiceProcess(running_pg.url, name, "db_only", 0.2)
+    try:
+        service.call("set", key="a", value={"status": "queued"})
+        running_pg.stop("immediate")
+        for op, fields in (("set", {"key": "b", "value": {"status": "x"}}),
+                           ("get", {"key": "a"})):
+            answer = service.send(op, timeout=DOCUMENTED_BOUND_S + 10, **fields)
+            assert answer.get("error") == "StoreUnavailableError", answer
+            assert answer["elapsed"] < DOCUMENTED_BOUND_S, answer
+
+        running_pg.start()
+        back_at = time.monotonic()
+        recovered = wait_until(
+            lambda: "error" not in service.send("set", key="c", value={"status": "ok"}),
+            RECOVERY_S, interval=0.1)
+        took = time.monotonic() - back_at
+        assert recovered, f"no successful write {took:.1f} s after the server came back"
+        assert service.call("get", key="a") == {"status": "queued"}
+        assert service.call("get", key="c") == {"status": "ok"}
+    finally:
+        service.close()
+    assert set(rows_of(running_pg.url, name)) == {"a", "c"}
+
+
+def test_a_frozen_server_gives_an_error_within_the_configured_bound_not_a_hang(
+        running_pg: PgCluster) -> None:
+    """A server that accepts TCP but answers nothing (SIGSTOP) makes a db_only write fail
+    within connect_timeout + statement_timeout + the reply grace, and the store recovers
+    once the server runs again."""
+    engine = create_store_engine(running_pg.url, connect_timeout=2, statement_timeout=1)
+    bound = 2 + 1 + REPLY_GRACE_S
+    jobs: JobStore[Any] = JobStore(engine, table=table(), stage=Stage.DB_ONLY, sync_interval=60)
+    frozen: list[int] = []
+    try:
+        jobs["a"] = {"status": "queued"}
+        frozen = running_pg.freeze()
+        assert frozen
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            jobs["b"] = {"status": "queued"}
+        took = time.monotonic() - started
+        assert took < bound + 1.5, f"the write waited {took:.1f} s; the bound is {bound:g} s"
+        running_pg.thaw(frozen)
+        frozen = []
+        back_at = time.monotonic()
+        assert wait_until(lambda: _writes(jobs, "c"), RECOVERY_S, interval=0.1)
+        assert time.monotonic() - back_at < RECOVERY_S
+        assert jobs["a"] == {"status": "queued"}
+    finally:
+        running_pg.thaw(frozen)
+        jobs.close()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        engine.dispose()
+
+
+def _writes(jobs: JobStore[Any], key: str) -> bool:
+    try:
+        jobs[key] = {"status": "ok"}
+    except StoreUnavailableError:
+        return False
+    return True
