@@ -1,0 +1,336 @@
+"""The results as a console table, and as docs/benchmarks.md with a chart (docs/benchmarks.png)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import sqlite3
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from .env import Env
+from .model import JOB_BYTES
+from .peers import GET_DB, GET_MEMORY, SET, WRITE_BACK
+from .scale import ScaleRun
+from .timing import Result
+from .writers import Concurrency
+
+OP_ORDER = [SET, GET_MEMORY, GET_DB, WRITE_BACK]
+GROUP_TITLES = {"memory": "In memory", "sqlite": "SQLite (one file, WAL, synchronous=NORMAL)",
+                "postgresql": "PostgreSQL (TCP loopback)"}
+RAW = {"sqlite": "raw sqlite3", "postgresql": "raw psycopg"}
+WRAPPER = ("memory", "MutableMapping wrapper", GET_MEMORY)
+
+
+def reference(group: str, op: str) -> tuple[str, str, str] | None:
+    """What a result is divided by in the ratio column: the raw driver doing the same, or the
+    bare wrapper for reads the dict answers."""
+    if op == GET_MEMORY:
+        return WRAPPER
+    if group == "memory":
+        return ("memory", "MutableMapping wrapper", op)
+    raw = RAW.get(group)
+    if raw is None:
+        return None
+    return (group, raw, SET if op == WRITE_BACK else op)
+
+
+def ratio(result: Result | None, ref: Result | None) -> float:
+    """The median, over repetitions, of this result's median over the reference's in the same
+    repetition."""
+    if result is None or ref is None or not result.ok or not ref.ok:
+        return math.nan
+    pairs = zip(result.samples, ref.samples, strict=False)
+    return statistics.median(a.median_us / b.median_us for a, b in pairs)
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    subject: tuple[str, str, str]
+    against: tuple[str, str, str]
+    limit: float
+    why_missed: str = ""
+
+
+TARGETS = [
+    Target("dual_write set ≤ 2.5× raw sqlite3 upsert+commit (same encoding)",
+           ("sqlite", "JobStore dual_write", SET), ("sqlite", "raw sqlite3", SET), 2.5),
+    Target("dual_write set faster than diskcache.Index set",
+           ("sqlite", "JobStore dual_write", SET), ("sqlite", "diskcache.Index", SET), 1.0),
+    Target("memory-hit get ≤ 6× a bare MutableMapping wrapper",
+           ("sqlite", "JobStore dual_write", GET_MEMORY), WRAPPER, 6.0),
+    Target("DB get ≤ 2.5× raw select + decode",
+           ("sqlite", "JobStore dual_write", GET_DB), ("sqlite", "raw sqlite3", GET_DB), 2.5),
+    Target("PostgreSQL set ≤ 1.3× raw psycopg",
+           ("postgresql", "JobStore dual_write", SET), ("postgresql", "raw psycopg", SET), 1.3),
+]
+
+
+def _index(results: Sequence[Result]) -> dict[tuple[str, str, str], Result]:
+    return {r.key: r for r in results}
+
+
+def target_rows(results: Sequence[Result]) -> list[tuple[Target, float, bool | None]]:
+    idx = _index(results)
+    rows = []
+    for target in TARGETS:
+        value = ratio(idx.get(target.subject), idx.get(target.against))
+        met = None if math.isnan(value) else value <= target.limit
+        rows.append((target, value, met))
+    return rows
+
+
+def _fmt_us(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    if value < 1:
+        return f"{value:.2f}"
+    if value < 100:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def _fmt_rate(value: float) -> str:
+    return "–" if math.isnan(value) or math.isinf(value) else f"{value:,.0f}"
+
+
+def _fmt_ratio(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.2f}×"
+
+
+def operation_rows(results: Sequence[Result], group: str) -> list[list[str]]:
+    idx = _index(results)
+    mine = [r for r in results if r.case.group == group]
+    mine.sort(key=lambda r: (OP_ORDER.index(r.case.op), not r.case.impl.startswith("JobStore"),
+                             r.case.impl))
+    rows = []
+    for r in mine:
+        ref_key = reference(group, r.case.op)
+        ref = idx.get(ref_key) if ref_key else None
+        ref_name = "" if ref_key is None or ref_key == r.key else (
+            f" (vs {ref_key[1]}{'' if ref_key[2] == r.case.op else ' ' + ref_key[2]})")
+        if not r.ok:
+            rows.append([r.case.op, r.case.impl, "error", "", "", r.error or "no samples"])
+            continue
+        low, high = r.spread
+        rows.append([
+            r.case.op, r.case.impl, _fmt_us(r.median_us), _fmt_us(r.p99_us),
+            _fmt_rate(r.ops_per_s),
+            ("" if ref is r else _fmt_ratio(ratio(r, ref)) + ref_name)
+            + (f" — {r.case.note}" if r.case.note else ""),
+            f"{_fmt_us(low)}–{_fmt_us(high)}",
+        ])
+    return rows
+
+
+HEADERS = ["operation", "who", "median µs", "p99 µs", "ops/s", "ratio", "medians seen"]
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) if i < len(r) else 0 for r in rows)) for i, h in
+              enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    out += ["  ".join((r[i] if i < len(r) else "").ljust(w) for i, w in enumerate(widths))
+            for r in rows]
+    return "\n".join(out)
+
+
+def console(results: Sequence[Result], concurrency: Concurrency | None,
+            verify: ScaleRun | None, env: Env) -> str:
+    parts = []
+    for group in ("memory", "sqlite", "postgresql"):
+        rows = operation_rows(results, group)
+        if rows:
+            parts.append(f"\n{GROUP_TITLES[group]}\n" + _plain_table(HEADERS, rows))
+    parts.append("\nTargets\n" + _plain_table(
+        ["target", "ratio", "met"],
+        [[t.what, _fmt_ratio(v), {True: "yes", False: "NO", None: "–"}[m]]
+         for t, v, m in target_rows(results)]))
+    if concurrency is not None:
+        parts.append("\nWriters on one SQLite file\n" + _plain_table(
+            ["who", "processes", "writes", "writes/s"], _writer_rows(concurrency)))
+        if concurrency.error:
+            parts.append(f"writers failed: {concurrency.error}")
+    if verify is not None:
+        parts.append("\nVerify at scale\n" + _verify_text(verify))
+    return "\n".join(parts)
+
+
+def _writer_rows(concurrency: Concurrency) -> list[list[str]]:
+    return [[r.impl, str(r.processes), f"{r.writes:,}", f"{r.per_s:,.0f}"]
+            for r in concurrency.runs]
+
+
+def _verify_text(verify: ScaleRun) -> str:
+    if verify.skipped:
+        return f"not run: {verify.skipped}"
+    if verify.error:
+        return f"failed: {verify.error}"
+    return "\n".join(f"- {k}: {v}" for k, v in verify.figures.items())
+
+
+def _versions() -> str:
+    names = ["SQLAlchemy", "pydantic", "psycopg", "diskcache", "sqlitedict"]
+    found = []
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{name} {metadata.version(name)}")
+    return ", ".join([f"Python {platform.python_version()}", f"SQLite {sqlite3.sqlite_version}",
+                      *found])
+
+
+NOTES: dict[str, str] = {}
+"""Why a target is missed, by target text; filled in from what profiling showed."""
+
+METHOD = """\
+Every figure comes from one run of `python -m bench` (`make bench`), which writes this page.
+Each case is set up fresh (new SQLite file, or a new table on the PostgreSQL server, dropped
+afterwards), timed, and torn down; the whole list runs {repeats} times, interleaved, and the
+page shows the median over those repetitions. A ratio is taken within each repetition (the
+contender's median over the reference's median in the same repetition) and the median of those
+ratios is shown, so that a slow moment of a shared machine touches both sides of a ratio.
+
+- The job is a 15-field dataclass ({job_bytes} bytes of JSON). jobstore and the raw-driver
+  baselines encode it with the same pydantic `TypeAdapter`; diskcache, sqlitedict and shelve
+  pickle it, as their users would.
+- *set* writes a key that already holds a job. *get (memory hit)* reads a key this process
+  wrote, so the dict answers. *get (DB)* reads, once each, keys that another store wrote, in a
+  store just opened: each is a database read and a decode. *in-place change* is
+  `job = jobs[k]; job.progress = x` on {wb} jobs and then `jobs.sync()`, which is what one round
+  of the background loop does; the figure is per changed job (handing the jobs out is not timed).
+- Operations under a microsecond are timed in batches of {fast} and each is credited the batch's
+  mean (so their p99 is a p99 of batch means); the in-place case is timed per `sync()` of {wb}
+  changes; everything else is timed one operation at a time.
+- Stores run with `sync_interval=30`, so that a timed read is not a revalidation and the
+  background loop stays out of the timings (a round's work is what the in-place case times).
+- *raw sqlite3* is Python's `sqlite3` with the same pragmas (WAL, `synchronous=NORMAL`), as most
+  code uses it: the upsert, then `commit()`. *raw sqlite3 + history row* does by hand what a
+  jobstore write does (`BEGIN IMMEDIATE`, upsert `RETURNING` the version, the event row,
+  `COMMIT`). *raw psycopg* is psycopg 3 outside autocommit (BEGIN, upsert, COMMIT); its reads
+  run in autocommit (one round trip).
+"""
+
+
+def _targets_section(results: Sequence[Result]) -> str:
+    rows = []
+    notes = []
+    for target, value, met in target_rows(results):
+        verdict = {True: "met", False: "**missed**", None: "not measured"}[met]
+        if met is False:
+            over = value / target.limit - 1 if target.limit else math.nan
+            verdict += f" by {over:.0%}"
+            why = NOTES.get(target.what)
+            if why:
+                notes.append(f"- *{target.what}*: {why}")
+        rows.append([target.what, _fmt_ratio(value), verdict])
+    text = _markdown_table(["target", "measured", "verdict"], rows)
+    if notes:
+        text += "\n\nWhy the missed ones are missed:\n\n" + "\n".join(notes)
+    return text
+
+
+def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None,
+          verify: ScaleRun | None, env: Env, *, repeats: int) -> list[Path]:
+    """Write docs/benchmarks.md and docs/benchmarks.png; the paths written."""
+    from .ops import WRITE_BACK_BATCH
+    from .timing import FAST_BATCH
+
+    docs.mkdir(parents=True, exist_ok=True)
+    chart = docs / "benchmarks.png"
+    page = docs / "benchmarks.md"
+    draw_chart(chart, results)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "# Benchmarks",
+        "",
+        "`JobStore` beside what you would use instead, measured in one run on "
+        f"{_machine()}, {when}. {_versions()}.",
+        "",
+        "Regenerate with `make bench` (about five minutes); `make bench-smoke` checks in a few "
+        "seconds that every benchmark still runs, and asserts no timing.",
+        "",
+        "## Targets",
+        "",
+        _targets_section(results),
+        "",
+        f"![median latency per operation]({chart.name})",
+        "",
+    ]
+    for group in ("memory", "sqlite", "postgresql"):
+        rows = operation_rows(results, group)
+        if rows:
+            parts += [f"## {GROUP_TITLES[group]}", "", _markdown_table(HEADERS, rows), ""]
+    if env.pg_reason:
+        parts += [f"PostgreSQL was left out of this run: {env.pg_reason}.", ""]
+    if concurrency is not None:
+        parts += ["## Writers on one SQLite file", "",
+                  "Each process writes its own keys; throughput is every write over the time "
+                  "from a common start to the last finish. The table and the history must "
+                  "hold every write afterwards.", "",
+                  _markdown_table(["who", "processes", "writes", "writes/s"],
+                                  _writer_rows(concurrency)), ""]
+        if concurrency.error:
+            parts += [f"The writers failed: {concurrency.error}", ""]
+    if verify is not None:
+        parts += ["## Verify at scale", "", _verify_text(verify), ""]
+    parts += ["## Method", "", METHOD.format(repeats=repeats, job_bytes=JOB_BYTES,
+                                            wb=WRITE_BACK_BATCH, fast=FAST_BATCH)]
+    extra = NOTES.get("")
+    if extra:
+        parts += ["## What the profile showed", "", extra, ""]
+    page.write_text("\n".join(parts))
+    return [page, chart]
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def draw_chart(path: Path, results: Sequence[Result]) -> None:
+    """Horizontal bars of median latency (log scale), one panel per group and operation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for group in ("memory", "sqlite", "postgresql"):
+        for op in OP_ORDER:
+            mine = [r for r in results if r.ok and r.case.group == group and r.case.op == op]
+            if len(mine) >= 2:
+                mine.sort(key=lambda r: r.median_us)
+                panels.append((f"{group}: {op}", mine))
+    if not panels:
+        return
+    heights = [0.6 + 0.28 * len(rs) for _t, rs in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.5),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (title, rs) in zip(axes[:, 0], panels, strict=True):
+        names = [r.case.impl for r in rs]
+        values = [r.median_us for r in rs]
+        colors = ["#1f77b4" if n.startswith("JobStore") else "#aaaaaa" for n in names]
+        ax.barh(names, values, color=colors)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.tick_params(labelsize=8)
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {_fmt_us(v)} µs", va="center", fontsize=7)
+    axes[-1, 0].set_xlabel("median latency, µs (log scale)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
