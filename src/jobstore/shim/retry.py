@@ -39,6 +39,11 @@ class RetryQueue:
     def get(self, key: str) -> QueuedWrite | None:
         return self._writes.get(key)
 
+    def deletes(self, key: str) -> bool:
+        """Whether the key's latest write waiting here removes it (a deletion or a clear)."""
+        write = self._writes.get(key)
+        return write.is_delete if write is not None else self.clear_pending
+
     def put(self, key: str, write: QueuedWrite) -> None:
         with self._lock:
             previous = self._writes.pop(key, None)

@@ -214,6 +214,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         entry = self._entries.get(key)
         if entry is not None and (entry.pending or entry.version is None):
             return self._memory[key]
+        if entry is None and self._queue.deletes(key):
+            raise KeyError(key)  # deleted here; the database has not taken the deletion yet
         try:
             row = self._rows.get(key)
         except DBAPIError as exc:

@@ -1,0 +1,174 @@
+"""``job = jobs[k]; job.status = "completed"``, never assigned back, still reaches the database:
+within one ``sync_interval`` from a live process, at ``sync()`` and at ``close()``."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobstore import JobStore, Stage
+from workers.models import PresentationJob, sample_job
+
+WRITING_STAGES = [Stage.DUAL_WRITE, Stage.SHADOW, Stage.DB_PRIMARY, Stage.DB_ONLY]
+INTERVAL = 0.25
+MARGIN = 0.25
+"""Scheduling slack on a shared 2-core machine: a round itself takes a few milliseconds."""
+POLL = 0.005
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+@pytest.fixture
+def open_store(db_path: Path) -> Iterator[type[JobStore[PresentationJob]]]:
+    stores: list[JobStore[PresentationJob]] = []
+
+    def make(stage: Stage, sync_interval: float = INTERVAL) -> JobStore[PresentationJob]:
+        store: JobStore[PresentationJob] = JobStore(
+            f"sqlite:///{db_path}", table="jobs", model=PresentationJob, stage=stage,
+            sync_interval=sync_interval)
+        stores.append(store)
+        return store
+
+    yield make  # type: ignore[misc]
+    for store in stores:
+        store.close()
+
+
+def stored(db_path: Path, key: str) -> dict[str, object] | None:
+    """The job's document as another connection reads it from the file."""
+    conn = sqlite3.connect(db_path)
+    try:
+        row = conn.execute("SELECT payload FROM jobs WHERE key = ?", (key,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else json.loads(row[0])
+
+
+def wait_for_status(db_path: Path, key: str, status: str, limit: float) -> float:
+    """Seconds until the stored job has ``status``; fails after ``limit``."""
+    start = time.monotonic()
+    while True:
+        document = stored(db_path, key)
+        elapsed = time.monotonic() - start
+        if document is not None and document["status"] == status:
+            return elapsed
+        assert elapsed < limit, f"still {document and document['status']!r} after {limit} s"
+        time.sleep(POLL)
+
+
+def wait_for_first_round(store: JobStore[PresentationJob], limit: float = 10.0) -> None:
+    """Until the loop has run its first round (its heartbeat row exists)."""
+    deadline = time.monotonic() + limit
+    while not any(i["instance_id"] == store.instance_id for i in store._control.instances()):
+        assert time.monotonic() < deadline, "the background loop never ran"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", WRITING_STAGES)
+def test_an_in_place_change_reaches_the_db_within_one_sync_interval(open_store, db_path, stage):
+    jobs = open_store(stage)
+    jobs["abc123"] = sample_job("abc123")
+    delays = []
+    for status in ("rendering", "encoding", "completed"):
+        job = jobs["abc123"]
+        job.status = status
+        job.slides.append(status)
+        delays.append(wait_for_status(db_path, "abc123", status, limit=4 * INTERVAL + 1))
+        del job
+    print(f"{stage}: in-place change in the DB after {[f'{d:.3f}' for d in delays]} s "
+          f"(sync_interval {INTERVAL} s)")
+    assert max(delays) <= INTERVAL + MARGIN
+    assert stored(db_path, "abc123")["slides"] == ["rendering", "encoding", "completed"]
+
+
+@pytest.mark.parametrize("stage", WRITING_STAGES)
+def test_an_in_place_change_reaches_the_db_at_sync(open_store, db_path, stage):
+    jobs = open_store(stage, sync_interval=600)
+    jobs["abc123"] = sample_job("abc123")
+    job = jobs["abc123"]
+    wait_for_first_round(jobs)
+    job.status = "completed"
+    job.options["fps"] = 60
+    time.sleep(0.05)
+    assert stored(db_path, "abc123")["status"] == "queued", "written before sync(): no proof"
+    jobs.sync()
+    assert stored(db_path, "abc123")["status"] == "completed"
+    assert stored(db_path, "abc123")["options"] == {"width": 1920, "fps": 60}
+
+
+@pytest.mark.parametrize("stage", WRITING_STAGES)
+def test_an_in_place_change_reaches_the_db_at_close(open_store, db_path, stage):
+    jobs = open_store(stage, sync_interval=600)
+    jobs["abc123"] = sample_job("abc123")
+    job = jobs["abc123"]
+    wait_for_first_round(jobs)
+    job.status = "completed"
+    job.video_url = "/download/abc123.mp4?v=2"
+    assert stored(db_path, "abc123")["status"] == "queued"
+    jobs.close()
+    document = stored(db_path, "abc123")
+    assert document["status"] == "completed"
+    assert document["video_url"] == "/download/abc123.mp4?v=2"
+    with JobStore(f"sqlite:///{db_path}", table="jobs", model=PresentationJob) as again:
+        assert again["abc123"] == job
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", WRITING_STAGES)
+def test_an_object_held_across_many_rounds_is_still_written_back_when_it_changes(
+        open_store, db_path, stage):
+    """The loop lets go of objects nobody else refers to; one the app still holds stays watched."""
+    jobs = open_store(stage, sync_interval=0.02)
+    jobs["abc123"] = sample_job("abc123")
+    jobs["other"] = sample_job("other")
+    job = jobs["abc123"]
+    for _ in range(10):
+        jobs.sync()
+    gc.collect()
+    time.sleep(0.4)  # about 20 rounds of the loop
+    job.status = "completed"
+    assert wait_for_status(db_path, "abc123", "completed", limit=5.0) <= 0.02 + MARGIN
+    job.progress = 100
+    jobs.sync()
+    assert stored(db_path, "abc123")["progress"] == 100
+
+
+@pytest.mark.parametrize("stage", WRITING_STAGES)
+def test_objects_nobody_holds_any_more_stop_being_watched(open_store, stage):
+    """The tracker does not grow without bound: handed-out objects are let go once dropped."""
+    jobs = open_store(stage, sync_interval=600)
+    for i in range(50):
+        jobs[f"job-{i}"] = sample_job(f"job-{i}", i)
+    kept = jobs["job-7"]
+    for i in range(50):
+        assert jobs[f"job-{i}"].job_id == f"job-{i}"
+    jobs.sync()
+    assert len(jobs._tracker) == 1
+    assert jobs._tracker.get("job-7").obj is kept
+
+
+def test_in_db_only_the_same_object_is_handed_out_again_while_tracked(open_store, db_path):
+    jobs = open_store(Stage.DB_ONLY)
+    jobs["abc123"] = sample_job("abc123")
+    job = jobs["abc123"]
+    assert jobs["abc123"] is job
+    assert jobs["abc123"] is jobs["abc123"]
+    job.status = "rendering"
+    assert jobs["abc123"].status == "rendering"  # as a dict would: the same object
+    jobs.sync()
+    assert jobs["abc123"] is job
+    assert stored(db_path, "abc123")["status"] == "rendering"
+    job.status = "completed"
+    jobs.sync()
+    assert jobs.get("abc123") is job
+    assert stored(db_path, "abc123")["status"] == "completed"
