@@ -135,7 +135,7 @@ class ServiceProcess:
     """A running ``pg_service.py``; every wait on it is bounded."""
 
     def __init__(self, url: str, table: str, stage: str, sync_interval: float,
-                 env: dict[str, str] | None = None, ready_timeout: float = 30) -> None:
+                 env: dict[str, str] | None = None, wait: bool = True) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), url, table, stage, str(sync_interval)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -150,8 +150,13 @@ class ServiceProcess:
         ]
         for reader in self._readers:
             reader.start()
-        ready = self._next(ready_timeout)
-        self.instance_id = ready["ready"]
+        self.instance_id = ""
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until the store is open (its first line)."""
+        self.instance_id = self._next(timeout)["ready"]
 
     @staticmethod
     def _read(stream: Any, lines: queue.Queue[str | None]) -> None:
@@ -194,12 +199,23 @@ class ServiceProcess:
 
     def close(self, timeout: float = 30) -> None:
         """Close the store and wait for the process; SIGKILL it if it does not end in time."""
-        if self.proc.poll() is None:
+        self.request_close()
+        self.finish_close(timeout)
+
+    def request_close(self) -> None:
+        """Ask the service to close, without waiting (see `close_all`)."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
             try:
-                self.send("close", timeout)
-                self.proc.wait(timeout)
-            except (OSError, TimeoutError, RuntimeError, subprocess.TimeoutExpired):
-                self.kill()
+                self.proc.stdin.write(json.dumps({"op": "close"}) + "\n")
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+
+    def finish_close(self, timeout: float = 30) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
         self._release()
 
     def kill(self) -> None:
@@ -216,6 +232,14 @@ class ServiceProcess:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+
+
+def close_all(services: list[ServiceProcess], timeout: float = 30) -> None:
+    """Close several services at once (each closes in parallel with the others)."""
+    for service in services:
+        service.request_close()
+    for service in services:
+        service.finish_close(timeout)
 
 
 if __name__ == "__main__":
