@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
 
-from jobstore import JobStore, Stage
+from jobstore import JobStore, Stage, admin
 from jobstore.cli import cli
 
 WAIT_S = 10.0
@@ -464,3 +465,36 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_verify_drift_and_cutover_behave_alike_on_every_backend(db_url, table_name):
+    """On SQLite, PostgreSQL and MariaDB: verify clean, a drift found, cutover done."""
+    runner = CliRunner()
+
+    def run_here(*args: str) -> Result:
+        return runner.invoke(cli, ["--url", db_url, "--table", table_name, *args],
+                             catch_exceptions=False)
+
+    assert run_here("init").exit_code == 0
+    store: JobStore[Any] = JobStore(db_url, table=table_name, sync_interval=0.2)
+    try:
+        store["job-1"] = {"status": "queued", "slides": 3}
+        wait_until(lambda: len(admin.status(db_url, table=table_name).live) == 1)
+        assert run_here("verify", "--json").exit_code == 0
+        engine = create_engine(db_url)
+        try:
+            with engine.begin() as conn:
+                key = engine.dialect.identifier_preparer.quote("key")
+                conn.execute(text(f"UPDATE {table_name} SET payload = :p WHERE {key} = 'job-1'"),
+                             {"p": json.dumps({"status": "failed", "slides": 3})})
+        finally:
+            engine.dispose()
+        drifted = run_here("verify", "--json")
+        assert drifted.exit_code == 1
+        assert as_json(drifted)["drifted_keys"] == ["job-1"]
+        store["job-1"] = {"status": "queued", "slides": 3}
+        done = run_here("cutover", "--yes", "--json")
+        assert done.exit_code == 0, done.stdout
+        assert store.stage is Stage.DB_ONLY
+    finally:
+        store.close()

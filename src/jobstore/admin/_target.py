@@ -109,6 +109,10 @@ def instances(target: Target, now: datetime | None = None) -> list[InstanceInfo]
     for row in target.control.instances():
         beat = as_utc(row["heartbeat_at"])
         age = (now - beat).total_seconds()
+        if beat.microsecond == 0:
+            # A column made before MySQL/MariaDB kept microseconds holds whole seconds: the
+            # heartbeat may be up to a second younger than it reads.
+            age = max(age - 1.0, 0.0)
         interval = float(row["sync_interval"])
         error = row["last_error"]
         found.append(InstanceInfo(
