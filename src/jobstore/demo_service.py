@@ -69,6 +69,9 @@ class ProfessionalPresentationService:
         # BEFORE: self.jobs: Dict[str, PresentationJob] = {}   (every restart lost every job)
         self.jobs: JobStore[PresentationJob] = JobStore(
             url, table=table, model=PresentationJob, sync_interval=sync_interval)
+        # Start the background loop now rather than on first use, so that an idle server
+        # heartbeats too: `jobstore status` lists it and cutover's barrier waits for it.
+        self.jobs.sync()
         self._rendering: set[str] = set()
         self._rendering_lock = threading.Lock()
         self._threads: list[threading.Thread] = []

@@ -16,7 +16,7 @@ import click
 
 from .. import __version__
 from ..admin._target import scrub
-from . import data, inspect, migrate
+from . import data, demo, inspect, migrate
 from .context import EXIT_USAGE, CommandFailed, Settings, one_line
 
 EXIT_INTERRUPTED = 130
@@ -85,6 +85,7 @@ def cli(ctx: click.Context, url: str | None, table: str | None, debug: bool) -> 
 
 for _command in (
     data.init,
+    demo.demo,
     inspect.status,
     migrate.stage,
     migrate.verify,

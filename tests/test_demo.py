@@ -1,0 +1,186 @@
+"""`jobstore demo`, run the way the README runs it: the installed command, in a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import column, create_engine, table, update
+
+from jobstore import JobStore
+
+JOBSTORE = Path(sys.executable).with_name("jobstore")
+DEMO_BUDGET_S = 60.0
+
+
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """The user's environment without jobstore settings, temporary files under ``tmp_path``
+    and a wide terminal, so that no narrated line is wrapped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTORE_")}
+    env.update(TMPDIR=str(tmp_path), COLUMNS="200")
+    return env
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that mention ``text`` (a demo's folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.mark.slow
+def test_the_demo_runs_to_the_end_in_a_fresh_folder_in_under_a_minute(tmp_path: Path) -> None:
+    """`jobstore demo` exits 0 within a minute, narrates every milestone, and leaves stage
+    db_only with every job it created in the database and completed, and no process behind."""
+    folder = tmp_path / "demo"
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(JOBSTORE), "demo", "--dir", str(folder)], cwd=tmp_path, env=demo_env(tmp_path),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, check=False)
+    elapsed = time.monotonic() - started
+    output = result.stdout
+    assert result.returncode == 0, output[-4000:] + result.stderr[-4000:]
+    assert elapsed < DEMO_BUDGET_S, f"the demo took {elapsed:.1f} s"
+
+    milestones = [
+        "$ jobstore init --stage memory",
+        "is gone after the restart",
+        "$ jobstore stage dual_write",
+        "A runs dual_write",
+        "B serves A's job",
+        "server A SIGKILLed at",
+        "the new A reads job",
+        "reached the database",
+        "$ jobstore verify",
+        "exit 1 (drift found)",
+        "exit 1 (cutover refused)",
+        "exit 0 (consistent again)",
+        "A and B run shadow",
+        "0 mismatches",
+        "A and B run db_primary",
+        "asked right after the command returned: A runs db_only, B runs db_only",
+        "$ jobstore rollback",
+        "A still serves all",
+        "servers A and B stopped cleanly",
+    ]
+    positions = []
+    for milestone in milestones:
+        assert milestone in output, f"{milestone!r} not narrated:\n{output[-4000:]}"
+        positions.append(output.index(milestone))
+    assert positions == sorted(positions), "the milestones are narrated out of order"
+    done = re.search(r"The migration is done: stage db_only, (\d+) jobs in the database, "
+                     r"all completed\.", output)
+    assert done is not None, output[-2000:]
+
+    conn = sqlite3.connect(folder / "jobs.db")
+    try:
+        stage = conn.execute("SELECT stage FROM jobstore_control "
+                             "WHERE job_table = 'presentation_jobs'").fetchone()[0]
+        rows = conn.execute("SELECT key, status, payload FROM presentation_jobs").fetchall()
+        registered = {pid for (pid,) in conn.execute("SELECT pid FROM jobstore_instances")}
+    finally:
+        conn.close()
+    assert stage == "db_only"
+    assert len(rows) == int(done.group(1)) >= 7
+    for key, status, payload in rows:
+        document = json.loads(payload)
+        assert status == document["status"] == "completed", key
+        assert document["video_url"] == f"/download/{key}.mp4", key
+    created = set(re.findall(r"\b([0-9a-f]{6})\b", output))
+    assert {key for key, _s, _p in rows} <= created
+    last_pids = dict(re.findall(r"server ([AB]) started: pid (\d+)", output))
+    assert set(last_pids) == {"A", "B"}
+    closed = {int(pid) for pid in last_pids.values()}
+    assert not closed & registered, "a server stopped at the end did not close its store"
+    assert processes_mentioning(str(folder)) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_demo_servers_and_removes_its_temporary_folder(
+        tmp_path: Path) -> None:
+    """Ctrl-C in the middle of the demo exits 130 with no server left running and no
+    temporary folder left behind."""
+    proc = subprocess.Popen(
+        [str(JOBSTORE), "demo", "--fast"], cwd=tmp_path, env=demo_env(tmp_path),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not any("server B started" in line for line in seen):
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert line is not None, "".join(seen) + (proc.stderr.read() if proc.stderr else "")
+            seen.append(line)
+        folders = list(tmp_path.glob("jobstore-demo-*"))
+        assert len(folders) == 1
+        assert processes_mentioning(str(folders[0])), "the demo's servers should be running"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    reader.join(10)
+    assert proc.stderr is not None
+    errors = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get() or "")
+    assert code == 130, "".join(seen[-5:] + rest[-30:]) + errors
+    assert processes_mentioning(str(folders[0])) == []
+    assert not folders[0].exists()
+
+
+
+def test_verify_does_not_call_an_older_copy_of_a_job_another_process_rewrote_drift(
+        make_store: Callable[..., JobStore[Any]], db_url: str) -> None:
+    """A server holding a job it read before another server rewrote it reports no drift (its
+    next read revalidates the copy), while the same server still reports a row changed behind
+    its back at the version it holds."""
+    writer, reader = make_store(stage="dual_write"), make_store(stage="dual_write")
+    writer["abc123"] = {"status": "queued"}
+    reader["mine"] = {"status": "queued"}
+    assert reader["abc123"] == {"status": "queued"}
+    writer["abc123"] = {"status": "completed"}
+    jobs = table(writer.table, column("key"), column("payload"))
+    engine = create_engine(db_url)
+    try:  # a hand edit: same version, another payload
+        with engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.key == "mine")
+                         .values(payload='{"status": "failed"}'))
+    finally:
+        engine.dispose()
+    report = reader.verify()
+    assert [(d.key, d.kind.value) for d in report.drifts] == [("mine", "changed")]
