@@ -98,7 +98,7 @@ def cutover(yes: bool, force: bool, dry_run: bool, timeout: float, as_json: bool
                 try:
                     return click.confirm("Cut over to db_only now?", default=False, err=True)
                 except click.Abort:
-                    click.echo("", err=True)
+                    click.echo("\nno answer: pass --yes to cut over without a prompt", err=True)
                     return False
 
         result = admin.cutover(s.url, table=s.table, force=force, dry_run=dry_run,
