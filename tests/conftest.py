@@ -64,7 +64,9 @@ def backend_url(backend: str, tmp_path: Any) -> str:
 def drop_table(url: str, table: str) -> None:
     """Remove a test's job table, its history and its control rows from a shared server."""
     engine = create_engine(url)
-    statements = [f"DROP TABLE IF EXISTS {table}_events", f"DROP TABLE IF EXISTS {table}"] + [
+    statements = [f"DROP TABLE IF EXISTS {table}_events", f"DROP TABLE IF EXISTS {table}",
+                  "DELETE FROM jobstore_verify_reports WHERE request_id IN "
+                  "(SELECT id FROM jobstore_verify_requests WHERE job_table = :t)"] + [
         f"DELETE FROM {control} WHERE job_table = :t"
         for control in ("jobstore_control", "jobstore_instances", "jobstore_verify_requests")
     ]
