@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,10 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     inspect,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import TypeEngine
 
 from ..exceptions import JobStoreError
 
@@ -36,6 +40,28 @@ DEFAULT_TABLE = "jobs"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class KeyString(TypeDecorator[str]):
+    """A job key, compared character for character as a dict compares ``str`` keys.
+
+    MySQL's and MariaDB's default collations fold case and ignore trailing spaces, so "abc",
+    "ABC" and "abc " would be one row there; the key columns use a binary collation without
+    padding instead (MariaDB ``utf8mb4_nopad_bin``, MySQL 8 ``utf8mb4_0900_bin``).
+    """
+
+    impl = String(KEY_MAX)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            collation = ("utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False)
+                         else "utf8mb4_0900_bin")
+            return dialect.type_descriptor(
+                mysql.VARCHAR(KEY_MAX, charset="utf8mb4", collation=collation))
+        return dialect.type_descriptor(String(KEY_MAX))
+
+
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 UtcDateTime = DateTime(timezone=True).with_variant(mysql.DATETIME(timezone=True, fsp=6),
                                                   "mysql", "mariadb")
@@ -82,7 +108,7 @@ def build_schema(table: str = DEFAULT_TABLE) -> Schema:
     jobs = Table(
         table,
         metadata,
-        Column("key", String(KEY_MAX), primary_key=True),
+        Column("key", KeyString(), primary_key=True),
         Column("payload", LongText, nullable=False),
         Column("status", String(64), nullable=True, index=True),
         Column("version", Integer, nullable=False),
@@ -94,7 +120,7 @@ def build_schema(table: str = DEFAULT_TABLE) -> Schema:
         f"{table}_events",
         metadata,
         Column("id", AutoId, primary_key=True, autoincrement=True),
-        Column("key", String(KEY_MAX), nullable=False),
+        Column("key", KeyString(), nullable=False),
         Column("version", Integer, nullable=False),
         Column("op", String(8), nullable=False),
         Column("payload", LongText, nullable=True),
