@@ -79,7 +79,7 @@ class ProfessionalPresentationService:
 
     def create_presentation(self, title: str, slides: int, step: float = RENDER_STEP_S) -> str:
         job_id = uuid.uuid4().hex[:6]
-        job = PresentationJob(job_id=job_id, title=title, slides=slides)
+        job = PresentationJob(job_id=job_id, title=title, slides=slides, rendered_by=self.name)
         self.jobs[job_id] = job
         self._start_render(job_id, step)
         return job_id

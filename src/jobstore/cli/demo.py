@@ -487,8 +487,10 @@ class Demo:
         resumed = a.request("resume")["resumed"]
         if job_id not in resumed:
             raise DemoFailure(f"the restarted server A did not resume job {job_id}: {resumed}")
-        self.ok(f"and resumes it from there; all {len(self.jobs)} jobs are still listed by "
-                f"both servers")
+        others = len(resumed) - 1
+        also = f" (and {others} other job(s) it was rendering)" if others else ""
+        self.ok(f"and resumes it from there{also}; all {len(self.jobs)} jobs are still listed "
+                "by both servers")
         for server in (a, self.servers["B"]):
             listed = server.request("list")["jobs"]
             missing = sorted(set(self.jobs) - set(listed))
@@ -716,7 +718,8 @@ def demo(directory: Path | None, keep: bool, fast: bool) -> None:
     except DemoFailure as exc:
         code = 1
         console.print(f"\n[bold red]The demo stopped: {escape(str(exc))}[/]")
-        for server in runner.spawned:
+        logs = {server.log_path: server for server in runner.spawned}  # A restarts: one log
+        for server in logs.values():
             tail = server.log_tail()
             if tail.strip():
                 console.print(f"[dim]server {server.name}'s log ({server.log_path}):[/]")
