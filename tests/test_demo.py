@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,53 +113,59 @@ def test_the_demo_runs_to_the_end_in_a_fresh_folder_in_under_a_minute(tmp_path: 
     assert processes_mentioning(str(folder)) == []
 
 
+def start_demo_until_both_servers_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    """`jobstore demo --fast` started in ``tmp_path``, once server B has started."""
+    proc = subprocess.Popen(
+        [str(JOBSTORE), "demo", "--fast"], cwd=tmp_path, env=demo_env(tmp_path),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        seen.append(line)
+        if "server B started" in line or time.monotonic() > deadline:
+            break
+    assert "server B started" in seen[-1], "".join(seen)
+    folders = list(tmp_path.glob("jobstore-demo-*"))
+    assert len(folders) == 1
+    assert len(processes_mentioning(str(folders[0]))) == 2, "servers A and B should be running"
+    return proc, folders[0]
+
+
+@pytest.mark.slow
+def test_servers_exit_by_themselves_when_the_demo_is_killed(tmp_path: Path) -> None:
+    """A demo SIGKILLed mid-run (no cleanup possible) leaves no server running: each server
+    exits when its stdin closes."""
+    proc, folder = start_demo_until_both_servers_run(tmp_path)
+    try:
+        proc.kill()
+        proc.wait(10)
+    finally:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    deadline = time.monotonic() + 15
+    while processes_mentioning(str(folder)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(folder)) == []
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_demo_servers_and_removes_its_temporary_folder(
         tmp_path: Path) -> None:
     """Ctrl-C in the middle of the demo exits 130 with no server left running and no
     temporary folder left behind."""
-    proc = subprocess.Popen(
-        [str(JOBSTORE), "demo", "--fast"], cwd=tmp_path, env=demo_env(tmp_path),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    seen: list[str] = []
+    proc, folder = start_demo_until_both_servers_run(tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        while not any("server B started" in line for line in seen):
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            assert line is not None, "".join(seen) + (proc.stderr.read() if proc.stderr else "")
-            seen.append(line)
-        folders = list(tmp_path.glob("jobstore-demo-*"))
-        assert len(folders) == 1
-        assert processes_mentioning(str(folders[0])), "the demo's servers should be running"
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(30)
+        rest, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(10)
-    reader.join(10)
-    assert proc.stderr is not None
-    errors = proc.stderr.read()
-    proc.stderr.close()
-    assert proc.stdout is not None
-    proc.stdout.close()
-    rest = []
-    while not lines.empty():
-        rest.append(lines.get() or "")
-    assert code == 130, "".join(seen[-5:] + rest[-30:]) + errors
-    assert processes_mentioning(str(folders[0])) == []
-    assert not folders[0].exists()
-
+            proc.communicate(timeout=10)
+    assert proc.returncode == 130, rest
+    assert "Interrupted: the demo's servers are stopped." in rest
+    assert processes_mentioning(str(folder)) == []
+    assert not folder.exists()
 
 
 def test_verify_does_not_call_an_older_copy_of_a_job_another_process_rewrote_drift(

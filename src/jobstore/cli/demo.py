@@ -2,10 +2,11 @@
 
 On an SQLite file in a fresh temporary folder it runs the seed's presentation service
 (`jobstore.demo_service`) as real processes, shows the legacy dict losing a job, then walks the
-stages with the real ``jobstore`` commands, run as subprocesses with their real output: two
-servers in ``dual_write``, a SIGKILL mid-render that loses nothing, an in-place change reaching
-the database, verify clean, a drift caught and repaired, ``shadow``, ``db_primary``, cutover, a
-rollback and forward again, ending in ``db_only`` with every job in the database.
+stages with the real ``jobstore`` commands (through the CLI's own entry point, with their real
+output and exit codes): two servers in ``dual_write``, a SIGKILL mid-render that loses nothing,
+an in-place change reaching the database, verify clean, a drift caught and repaired,
+``shadow``, ``db_primary``, cutover, a rollback and forward again, ending in ``db_only`` with
+every job in the database.
 
 Every claim it narrates is also checked: a step that does not turn out as narrated stops the demo
 with exit 1. Its processes never outlive it: each server runs in its own process group and is
