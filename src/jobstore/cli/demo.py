@@ -352,10 +352,6 @@ class Demo:
         note = f" ({meaning})" if meaning else ""
         self.console.print(f"[dim]  ↳ exit {code}{escape(note)}, {took:.1f} s[/]")
 
-    def pause(self) -> None:
-        if not self.fast:
-            time.sleep(PAUSE_S)
-
     def wait_for(self, what: str, check: Callable[[], bool],
                  timeout: float = RENDER_TIMEOUT_S) -> float:
         started = time.monotonic()
@@ -459,7 +455,7 @@ class Demo:
         job = b.request("get", job_id=on_a[0])["job"]
         if job is None:
             raise DemoFailure(f"server B cannot see job {on_a[0]} created on A")
-        self.ok(f"B serves A's job {on_a[0]} ({job['title']}, {job['status']}): "
+        self.ok(f"B serves A's job {on_a[0]} ({escape(job['title'])}, {job['status']}): "
                 "no more 404 flapping behind the load balancer")
 
     def act_crash(self) -> None:
