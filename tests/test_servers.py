@@ -7,6 +7,8 @@ long-running service would leak on every store it opens.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -173,3 +175,26 @@ def test_history_keeps_every_version_in_order_under_the_same_code(
     assert [v.version for v in history] == [1, 2, 3, 4, 5, 6]
     assert [v.op for v in history] == ["set"] * 5 + ["delete"]
     assert history[4].value == {"n": 4}
+
+
+def test_verify_of_20000_jobs_allocates_a_bounded_amount_not_the_table(
+        make_store: MakeStore) -> None:
+    """verify() of a dict of 20,000 jobs checks them all against the table in batches and
+    allocates under 3 MB at its peak, where loading the table's payloads alone would take
+    more than 6 MB."""
+    jobs = make_store(stage=Stage.DUAL_WRITE, sync_interval=3600)
+    rows, pad = 20_000, "x" * 400
+    for start in range(0, rows, 5_000):
+        jobs.update({f"job-{i:06d}": {"status": "queued", "n": i, "title": pad}
+                     for i in range(start, start + 5_000)})
+    assert rows * len(pad) > 6 * 1024 * 1024
+    gc.collect()
+    tracemalloc.start()
+    try:
+        report = jobs.verify()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.checked == rows
+    assert report.drifts == ()
+    assert peak < 3 * 1024 * 1024, f"verify allocated {peak / 2**20:.1f} MB at its peak"
