@@ -39,6 +39,10 @@ class RetryQueue:
     def get(self, key: str) -> QueuedWrite | None:
         return self._writes.get(key)
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock another thread of the parent held at the fork stays held."""
+        self._lock = threading.Lock()
+
     def deletes(self, key: str) -> bool:
         """Whether the key's latest write waiting here removes it (a deletion or a clear)."""
         write = self._writes.get(key)

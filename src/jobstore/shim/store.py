@@ -985,6 +985,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     def _after_fork_in_child(self) -> None:
         """A forked child gets its own connections, lock, identity and loop."""
         self._lock = threading.RLock()
+        self._tracker.after_fork()
+        self._queue.after_fork()
         self._engine.dispose(close=False)
         self._new_identity()
         self._loop.reset_after_fork()

@@ -55,6 +55,10 @@ class Tracker:
     def clear(self) -> None:
         self._held.clear()
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock another thread of the parent held at the fork stays held."""
+        self._lock = threading.Lock()
+
     def snapshot(self) -> list[tuple[str, Held]]:
         with self._lock:
             return list(self._held.items())
