@@ -753,6 +753,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                 if not self._drain_batch(queued[start:start + _DRAIN_BATCH]):
                     return
         self._db_failing = False
+        with self._lock:
+            self._evict()  # entries the dict kept only until the database took them may leave
 
     def _drain_batch(self, batch: list[tuple[str, QueuedWrite]]) -> bool:
         """Replay queued writes; False when the database failed (they stay queued)."""
