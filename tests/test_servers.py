@@ -7,7 +7,9 @@ long-running service would leak on every store it opens.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -17,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from jobstore import EncodeError, JobStore, Stage, StoreUnavailableError
+from jobstore.db.engine import POOL_MAX_OVERFLOW, POOL_SIZE, create_store_engine
 from jobstore.db.schema import build_schema
 from workers.pg_cluster import wait_until
 
@@ -198,3 +201,32 @@ def test_verify_of_20000_jobs_allocates_a_bounded_amount_not_the_table(
     assert report.checked == rows
     assert report.drifts == ()
     assert peak < 3 * 1024 * 1024, f"verify allocated {peak / 2**20:.1f} MB at its peak"
+
+
+@pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.DB_ONLY])
+def test_a_store_whose_every_connection_is_busy_fails_like_an_outage_not_a_hang(
+        db_url: str, table_name: str, stage: Stage) -> None:
+    """With all of the engine's connections held elsewhere, len() gives up after the pool
+    timeout as the stage says an outage should: the dict's count in dual_write,
+    StoreUnavailableError in db_only (never SQLAlchemy's own TimeoutError)."""
+    engine = create_store_engine(db_url, connect_timeout=1)
+    jobs: JobStore[Any] = JobStore(engine, table=table_name, stage=stage, sync_interval=3600)
+    try:
+        jobs["a"] = {"status": "queued"}
+        jobs.sync()
+        with contextlib.ExitStack() as held:
+            for _ in range(POOL_SIZE + POOL_MAX_OVERFLOW):
+                if engine.pool.checkedout() >= POOL_SIZE + POOL_MAX_OVERFLOW:  # type: ignore[attr-defined]
+                    break
+                held.enter_context(engine.connect())
+            started = time.monotonic()
+            if stage is Stage.DB_ONLY:
+                with pytest.raises(StoreUnavailableError, match="QueuePool limit"):
+                    len(jobs)
+            else:
+                assert len(jobs) == 1
+            assert time.monotonic() - started < 3
+        assert len(jobs) == 1
+    finally:
+        jobs.close()
+        engine.dispose()

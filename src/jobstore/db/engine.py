@@ -32,8 +32,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
 from ..exceptions import JobStoreError
 
@@ -89,7 +90,7 @@ def create_store_engine(
         raise JobStoreError(f"not a database URL: {safe_url(url)}") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, limits)
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -139,7 +140,7 @@ def sqlite_path(url: URL) -> str | None:
     return database
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
     path = sqlite_path(url)
     kwargs: dict[str, Any] = {
         "isolation_level": "AUTOCOMMIT",
@@ -152,6 +153,8 @@ def _sqlite_engine(url: URL) -> Engine:
         kwargs["poolclass"] = StaticPool
     else:
         _create_private_file(path)
+        kwargs["poolclass"] = StorePool
+        kwargs["pool_timeout"] = limits.connect_timeout
         kwargs["pool_size"] = POOL_SIZE
         kwargs["max_overflow"] = POOL_MAX_OVERFLOW
     engine = create_engine(url, connect_args=connect_args, **kwargs)
@@ -192,10 +195,28 @@ class _Limits:
         self.reply_timeout = statement_timeout + REPLY_GRACE_S
 
 
+class StorePool(QueuePool):
+    """A `QueuePool` whose checkout timeout is a database error like any other.
+
+    SQLAlchemy raises its own ``TimeoutError`` when every connection is busy for
+    ``pool_timeout`` seconds (threads stuck on a frozen server, say); jobstore turns database
+    errors into its stage's behaviour by catching ``DBAPIError``, so the timeout is raised as an
+    ``OperationalError`` instead: queued in the dict-first stages, `StoreUnavailableError` where
+    the database is the authority.
+    """
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeoutError as exc:
+            raise OperationalError("(pool checkout)", None, exc) from exc
+
+
 def _server_engine(url: URL, connect_args: dict[str, Any], limits: _Limits) -> Engine:
     return create_engine(
         url,
         connect_args=connect_args,
+        poolclass=StorePool,
         isolation_level="AUTOCOMMIT",
         pool_pre_ping=True,
         pool_size=POOL_SIZE,
