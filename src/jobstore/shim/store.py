@@ -103,6 +103,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         self._lock = threading.RLock()
         self._closed = False
         self._db_failing = False
+        self._db_down_until = 0.0
         self.write_errors = 0
         self.shadow_mismatches = 0
         self.shadow_checks = 0
@@ -216,11 +217,14 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             return self._memory[key]
         if entry is None and self._queue.deletes(key):
             raise KeyError(key)  # deleted here; the database has not taken the deletion yet
+        if entry is not None and self._db_down_until > time.monotonic():
+            return self._memory[key]  # the database just failed: don't make every read wait
         try:
             row = self._rows.get(key)
         except DBAPIError as exc:
             self._note_error(exc)
             if entry is not None:
+                self._db_down_until = time.monotonic() + self.sync_interval
                 return self._memory[key]
             raise StoreUnavailableError(
                 f"{key!r} is not in memory and the database is unreachable: {_reason(exc)}"
