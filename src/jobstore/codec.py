@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from typing import Any, Generic, TypeVar
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
@@ -38,6 +39,12 @@ class Codec(Generic[T]):
             if self._plain:
                 self._adapter.validate_python(value, strict=True)
             data = self._adapter.dump_json(value, warnings="error")
+            # JSON has no NaN or infinity: pydantic writes them as null, which would read back
+            # as None (or not at all, into a float field), so they are refused here.
+            if b"null" in data and _has_non_finite(
+                value if self._plain else self._adapter.dump_python(value, warnings="none")
+            ):
+                raise ValueError("NaN and infinity have no JSON form")
         except (PydanticSerializationError, ValidationError, ValueError, TypeError) as exc:
             raise EncodeError(
                 f"cannot encode {type(value).__name__} as {self.name}: {_first_line(exc)}"
@@ -70,6 +77,17 @@ def parse_document(payload: str | bytes | None) -> Any:
     if payload is None:
         return None
     return json.loads(payload)
+
+
+def _has_non_finite(data: Any) -> bool:
+    """Whether plain data (dicts, lists, scalars) holds a float NaN or infinity."""
+    if isinstance(data, float):
+        return not math.isfinite(data)
+    if isinstance(data, dict):
+        return any(_has_non_finite(item) for item in data.values())
+    if isinstance(data, (list, tuple, set, frozenset)):
+        return any(_has_non_finite(item) for item in data)
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -89,6 +90,10 @@ class JobRows:
         self._count = select(func.count()).select_from(jobs)
         self._full_row = select(jobs).where(key == bindparam("key"))
         self._upsert = self._build_upsert()
+        self._upsert_each = self._build_upsert(returning=False)
+        self._versions = select(key, jobs.c.version).where(
+            key.in_(bindparam("keys", expanding=True))
+        )
         self._record = insert(events)
         self._delete = delete(jobs).where(key == bindparam("key"))
         self._delete_all = delete(jobs)
@@ -206,12 +211,32 @@ class JobRows:
             return self._upsert_in(conn, JobWrite(key, payload, status), written_by, utcnow())
 
     def upsert_many(self, writes: Iterable[JobWrite], written_by: str) -> dict[str, int]:
-        """Write several jobs in one transaction; each key's new version."""
-        versions: dict[str, int] = {}
+        """Write several jobs in one transaction; each key's new version.
+
+        A handful of statements whatever the number of jobs: one executemany upsert, one
+        read of the new versions per 500 keys, one executemany of history events.
+        """
+        latest = {write.key: write for write in writes}
         now = utcnow()
+        if len(latest) <= 1:
+            with self.engine.connect() as conn, write_transaction(conn, self._begin):
+                return {w.key: self._upsert_in(conn, w, written_by, now) for w in latest.values()}
+        keys = list(latest)
+        versions: dict[str, int] = {}
         with self.engine.connect() as conn, write_transaction(conn, self._begin):
-            for write in writes:
-                versions[write.key] = self._upsert_in(conn, write, written_by, now)
+            conn.execute(self._upsert_each, [
+                {"key": w.key, "payload": w.payload, "status": w.status, "version": 1,
+                 "created_at": now, "updated_at": now, "written_by": written_by}
+                for w in latest.values()
+            ])
+            for start in range(0, len(keys), 500):
+                for row in conn.execute(self._versions, {"keys": keys[start:start + 500]}):
+                    versions[row[0]] = int(row[1])
+            conn.execute(self._record, [
+                {"key": w.key, "version": versions[w.key], "op": "set", "payload": w.payload,
+                 "status": w.status, "at": now, "written_by": written_by}
+                for w in latest.values()
+            ])
         return versions
 
     def insert_if_absent(self, write: JobWrite, written_by: str) -> StoredRow:
@@ -275,13 +300,13 @@ class JobRows:
         })
         return version
 
-    def _build_upsert(self) -> Any:
+    def _build_upsert(self, *, returning: bool = True) -> Any:
         jobs = self.schema.jobs
         if self.dialect in ("sqlite", "postgresql"):
             module: Any = sqlite if self.dialect == "sqlite" else postgresql
             stmt = module.insert(jobs)
             excluded = stmt.excluded
-            return stmt.on_conflict_do_update(
+            upsert = stmt.on_conflict_do_update(
                 index_elements=[jobs.c.key],
                 set_={
                     "payload": excluded.payload,
@@ -290,13 +315,16 @@ class JobRows:
                     "updated_at": excluded.updated_at,
                     "written_by": excluded.written_by,
                 },
-            ).returning(jobs.c.version)
+            )
+            return upsert.returning(jobs.c.version) if returning else upsert
         if self.dialect in ("mysql", "mariadb"):
             stmt = mysql.insert(jobs)
             return stmt.on_duplicate_key_update(
                 payload=stmt.inserted.payload,
                 status=stmt.inserted.status,
-                version=jobs.c.version + 1,
+                # A literal, not a bound 1: PyMySQL's executemany cannot bind parameters
+                # after VALUES (...).
+                version=jobs.c.version + literal_column("1"),
                 updated_at=stmt.inserted.updated_at,
                 written_by=stmt.inserted.written_by,
             )

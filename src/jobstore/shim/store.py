@@ -19,7 +19,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 from typing import Any, Generic, TypeVar, cast, overload
 
 from sqlalchemy import Engine
@@ -356,10 +356,10 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     def _has_unpersisted(self) -> bool:
         return any(e.pending or e.version is None for e in list(self._entries.values()))
 
-    def items(self) -> _ItemsView[V]:  # type: ignore[override]
+    def items(self) -> _ItemsView[V]:
         return _ItemsView(self)
 
-    def values(self) -> _ValuesView[V]:  # type: ignore[override]
+    def values(self) -> _ValuesView[V]:
         return _ValuesView(self)
 
     def _iter_items(self) -> Iterator[tuple[str, V]]:
@@ -1022,8 +1022,11 @@ class JobVersion(Generic[V]):
         return f"JobVersion({self.key!r}, version={self.version}, op={self.op!r})"
 
 
-class _ItemsView(Generic[V]):
+class _ItemsView(ItemsView[str, V]):
+    """``items()``: a set-like view, as a dict's is, iterated in one streamed scan."""
+
     def __init__(self, store: JobStore[V]) -> None:
+        super().__init__(store)
         self._store = store
 
     def __iter__(self) -> Iterator[tuple[str, V]]:
@@ -1033,14 +1036,18 @@ class _ItemsView(Generic[V]):
         return len(self._store)
 
     def __contains__(self, item: object) -> bool:
-        if not isinstance(item, tuple) or len(item) != 2:
+        if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
             return False
         key, value = item
-        return bool(self._store.get(key, _MISSING) == value)
+        found = self._store.get(key, _MISSING)
+        return found is not _MISSING and (found is value or bool(found == value))
 
 
-class _ValuesView(Generic[V]):
+class _ValuesView(ValuesView[V]):
+    """``values()``, iterated in one streamed scan."""
+
     def __init__(self, store: JobStore[V]) -> None:
+        super().__init__(store)
         self._store = store
 
     def __iter__(self) -> Iterator[V]:
@@ -1050,7 +1057,7 @@ class _ValuesView(Generic[V]):
         return len(self._store)
 
     def __contains__(self, item: object) -> bool:
-        return any(value == item for value in self)
+        return any(value is item or value == item for value in self)
 
 
 class _QueueInstead(Exception):
