@@ -173,13 +173,17 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             if key not in self._entries or self._entries[key].version is None:
                 self._entries[key] = Entry(None, None, NEVER, pending=self._rules.writes_db)
                 if self._rules.writes_db:
+                    value = self._memory[key]
                     try:
-                        payload = self._codec.encode(self._memory[key])
+                        payload = self._codec.encode(value)
                     except EncodeError:
                         self._unencodable.add(key)
                         continue
-                    self._queue.put(key, QueuedWrite(payload, status_of(self._memory[key]),
-                                                     attempts=0))
+                    # Track the object too: code that took it from the dict before the DB was
+                    # written (a render loop started in `memory`) goes on changing it in place.
+                    self._entries[key].payload = payload
+                    self._hold(key, value, payload, None)
+                    self._queue.put(key, QueuedWrite(payload, status_of(value), attempts=0))
 
     # reads -----------------------------------------------------------------------------------
 
@@ -270,7 +274,9 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         """The object for a row read from the database: the one already handed out or held
         when it is of the same version, else a new one decoded from the row."""
         held = self._tracker.get(key)
-        if held is not None and held.version == row.version:
+        if held is not None and held.version is not None and held.version >= row.version:
+            # The same version, or a row read just before this process wrote a newer one (a
+            # write-back raced the read): the object handed out stays the one tracked.
             return cast(V, held.obj)
         entry = self._entries.get(key)
         if entry is not None and entry.version == row.version and key in self._memory:
@@ -719,6 +725,9 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             with self._lock:
                 if self._tracker.get(key) is not held:
                     continue
+                # Asked before the encoding: once nothing outside the store refers to the
+                # object nothing can change it, so what is encoded next is its last state.
+                unreferenced = self._tracker.unreferenced(key, held, self._memory)
                 try:
                     payload = self._codec.encode(held.obj)
                 except EncodeError as exc:
@@ -734,7 +743,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                         failures += 1
                         continue
                     held.baseline = payload
-            self._tracker.release_if_unreferenced(key, held, self._memory)
+                if unreferenced:
+                    self._tracker.release(key, held)
         return failures
 
     def _drain_queue(self) -> None:
@@ -896,6 +906,11 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                 and row.version > entry.version):
             # An older copy of a job another process has rewritten since (this one read it
             # earlier): the next read revalidates it, so it is a stale cache, not drift.
+            return None
+        held = self._tracker.get(key)
+        if held is not None and held.obj is value and held.baseline == row.payload:
+            # The database holds what this process last wrote; the object has changed in place
+            # since, and the next write-back round (or a stage change, or close) persists it.
             return None
         try:
             self._codec.decode(key, row.payload)

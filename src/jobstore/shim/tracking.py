@@ -44,6 +44,8 @@ class Tracker:
     def hold(self, key: str, obj: Any, baseline: str | None, version: int | None) -> None:
         held = self._held.get(key)
         if held is not None and held.obj is obj:
+            if version is not None and held.version is not None and version < held.version:
+                return  # a read older than this object's own last write: keep the newer baseline
             held.baseline = baseline
             held.version = version
             return
@@ -63,14 +65,25 @@ class Tracker:
         with self._lock:
             return list(self._held.items())
 
-    def release_if_unreferenced(self, key: str, held: Held, memory: Mapping[str, Any]) -> bool:
-        """Forget ``held`` if only the store refers to its object; whether it was forgotten."""
+    def unreferenced(self, key: str, held: Held, memory: Mapping[str, Any]) -> bool:
+        """Whether only the store refers to ``held``'s object: then nothing else can change it."""
         obj = held.obj
         own = _OWN_REFERENCES + (1 if memory.get(key) is obj else 0)
-        if sys.getrefcount(obj) > own:
-            return False
+        return sys.getrefcount(obj) <= own
+
+    def release(self, key: str, held: Held) -> None:
         if self._held.get(key) is held:
             del self._held[key]
+
+    def release_if_unreferenced(self, key: str, held: Held, memory: Mapping[str, Any]) -> bool:
+        """Forget ``held`` if only the store refers to its object; whether it was forgotten.
+
+        Ask `unreferenced` before encoding the object for the last time instead: asked after,
+        a change made between the encoding and the caller dropping its reference is lost.
+        """
+        if not self.unreferenced(key, held, memory):
+            return False
+        self.release(key, held)
         return True
 
     def __iter__(self) -> Iterator[str]:
