@@ -82,10 +82,15 @@ def acknowledged(log: Path) -> dict[str, int]:
 
 
 def kill_at_random(zygote: Zygote, stage: Stage, prefix: str, log: Path,
-                   rng: random.Random) -> None:
-    """Start a writer, let it write for a random short while, then SIGKILL it."""
+                   rng: random.Random, *, while_opening: bool = False) -> None:
+    """Start a writer, let it write for a random short while, then SIGKILL it; or, with
+    ``while_opening``, kill it within its first 50 ms, while it may still be opening the store
+    (creating the tables, seeding the control row)."""
     pid = zygote.spawn(stage, prefix, log)
     try:
+        if while_opening:
+            time.sleep(rng.uniform(0.0, 0.05))
+            return
         deadline = time.monotonic() + READY_WAIT_S
         while not log.exists() or "ready" not in log.read_text():
             assert "Traceback" not in (log.read_text() if log.exists() else ""), log.read_text()
@@ -105,14 +110,16 @@ def test_a_writer_killed_20_times_at_random_loses_no_acknowledged_write(tmp_path
     for run in range(KILLS):
         stage = Stage.DB_ONLY if run % 2 else Stage.DUAL_WRITE
         log = tmp_path / f"run{run}.log"
-        kill_at_random(zygote, stage, f"r{run}", log, rng)
+        kill_at_random(zygote, stage, f"r{run}", log, rng, while_opening=run % 5 == 0)
         acked = acknowledged(log)
 
         conn = sqlite3.connect(path)
         try:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], run
+            tables = {name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
             stored = dict(conn.execute("SELECT key, payload FROM jobs WHERE key LIKE ?",
-                                       (f"r{run}-%",)).fetchall())
+                                       (f"r{run}-%",)).fetchall()) if "jobs" in tables else {}
         finally:
             conn.close()
         lost = sorted(set(acked) - set(stored), key=lambda k: acked[k])
