@@ -107,7 +107,7 @@ def test_dual_write_service_answers_from_memory_through_a_crash_and_loses_no_wri
         service.close()
 
     assert pumped["error_count"] == 0, pumped["errors"]
-    assert pumped["slowest"] < 2.0, "a write waited on the dead server"
+    assert pumped["slowest"] < 3.0, "a write waited on the dead server"
     assert drained_in < RECOVERY_S
     assert report["drifts"] == [], report
     assert report["queued_writes"] == 0
