@@ -22,8 +22,8 @@ Configuration (environment):
 - ``PRESENTATION_RESUME``: ``0`` to not resume unfinished jobs at start; default ``1``.
 
 The store's calls are synchronous (a dict lookup, or a database round trip, depending on the
-stage); the handlers are ``async def``, so every store call goes through the thread pool rather
-than stalling the event loop. ``docs/async.md`` has the measurements behind that choice.
+stage); the handlers are ``async def``, so every store call goes through ``asyncio.to_thread``
+rather than stalling the event loop. ``docs/async.md`` has the measurements behind that choice.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field, TypeAdapter
-from starlette.concurrency import run_in_threadpool
 
 from jobstore import JobStore
 
@@ -99,17 +98,17 @@ class ProfessionalPresentationService:
                              else _env_float("PRESENTATION_STEP_SECONDS", 2.0))
         self._renders: set[asyncio.Task[None]] = set()
 
-    # the legacy methods, unchanged but for the thread pool around store calls ---------------
+    # the legacy methods, unchanged but for the thread around store calls -------------------
 
     async def create_presentation(self, request: PresentationRequest) -> str:
         job_id = uuid.uuid4().hex[:12]
         job = PresentationJob(job_id=job_id, title=request.title, slides=request.slides)
-        await run_in_threadpool(self.jobs.__setitem__, job_id, job)
+        await asyncio.to_thread(self.jobs.__setitem__, job_id, job)
         self._start_render(job)
         return job_id
 
     async def get_job_status(self, job_id: str) -> PresentationJob | None:
-        return await run_in_threadpool(self.jobs.get, job_id)
+        return await asyncio.to_thread(self.jobs.get, job_id)
 
     async def list_jobs(self, status: str | None, limit: int) -> list[PresentationJob]:
         def collect() -> list[PresentationJob]:
@@ -121,7 +120,7 @@ class ProfessionalPresentationService:
                         break
             return found
 
-        return await run_in_threadpool(collect)
+        return await asyncio.to_thread(collect)
 
     async def _render(self, job: PresentationJob) -> None:
         """Render the slides. The job is changed in place and never assigned back to
@@ -152,7 +151,7 @@ class ProfessionalPresentationService:
         """Start rendering again every job a previous process left unfinished (a restart or a
         crash interrupted it); how many. With several servers each would resume them: a real
         service would claim each job first."""
-        unfinished = await run_in_threadpool(
+        unfinished = await asyncio.to_thread(
             lambda: [job for job in self.jobs.values() if job.status in ("queued", "processing")]
         )
         for job in unfinished:
@@ -163,7 +162,7 @@ class ProfessionalPresentationService:
         for task in list(self._renders):
             task.cancel()
         await asyncio.gather(*self._renders, return_exceptions=True)
-        await run_in_threadpool(self.jobs.close)
+        await asyncio.to_thread(self.jobs.close)
 
     def health(self) -> dict[str, Any]:
         jobs = self.jobs
