@@ -40,8 +40,13 @@ class Codec(Generic[T]):
                 self._adapter.validate_python(value, strict=True)
             data = self._adapter.dump_json(value, warnings="error")
             # JSON has no NaN or infinity: pydantic writes them as null, which would read back
-            # as None (or not at all, into a float field), so they are refused here.
-            if b"null" in data and _has_non_finite(
+            # as None (or not at all, into a float field), so they are refused here. The
+            # usual null is a field set to None: a second dump without those (far cheaper than
+            # walking the value) clears most documents before the walk.
+            if b"null" in data and (
+                self._plain
+                or b"null" in self._adapter.dump_json(value, warnings="none", exclude_none=True)
+            ) and _has_non_finite(
                 value if self._plain else self._adapter.dump_python(value, warnings="none")
             ):
                 raise ValueError("NaN and infinity have no JSON form")

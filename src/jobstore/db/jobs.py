@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from .direct import SUPPORTED, DirectRows
 from .engine import begin_statement, write_transaction
 from .schema import Schema
 
@@ -74,11 +75,15 @@ def utcnow() -> datetime:
 class JobRows:
     """The job table and its history, for one job table."""
 
-    def __init__(self, engine: Engine, schema: Schema) -> None:
+    def __init__(self, engine: Engine, schema: Schema, *, keep_connection: bool = False) -> None:
+        """``keep_connection``: keep one connection checked out for `get` and `upsert` (a
+        store does; `release` gives it back). See `jobstore.db.direct`."""
         self.engine = engine
         self.schema = schema
         self.dialect = engine.dialect.name
         self._begin = begin_statement(engine)
+        self._direct = (DirectRows(engine, schema, keep_connection=keep_connection)
+                        if self.dialect in SUPPORTED else None)
         jobs, events = schema.jobs, schema.events
         key = jobs.c.key
         self._get = select(jobs.c.payload, jobs.c.version).where(key == bindparam("key"))
@@ -118,7 +123,15 @@ class JobRows:
 
     # reads ---------------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Give back the connection kept for `get` and `upsert`, if any."""
+        if self._direct is not None:
+            self._direct.release()
+
     def get(self, key: str) -> StoredRow | None:
+        if self._direct is not None:
+            found = self._direct.get(key)
+            return None if found is None else StoredRow(*found)
         with self.engine.connect() as conn:
             row = conn.execute(self._get, {"key": key}).first()
         return None if row is None else StoredRow(row[0], row[1])
@@ -207,6 +220,8 @@ class JobRows:
 
     def upsert(self, key: str, payload: str, status: str | None, written_by: str) -> int:
         """Write one job; its new version."""
+        if self._direct is not None:
+            return self._direct.upsert(key, payload, status, written_by, utcnow())
         with self.engine.connect() as conn, write_transaction(conn, self._begin):
             return self._upsert_in(conn, JobWrite(key, payload, status), written_by, utcnow())
 

@@ -41,6 +41,7 @@ from .tracking import Tracker
 
 V = TypeVar("V")
 _MISSING: Any = object()
+_monotonic = time.monotonic
 _VERIFY_BATCH = 500
 _DRAIN_BATCH = 200
 DEFAULT_SHADOW_SAMPLE = 0.1
@@ -92,7 +93,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             self._owns_engine = True
         self.table = table or os.environ.get("JOBSTORE_TABLE") or DEFAULT_TABLE
         self._schema = build_schema(self.table)
-        self._rows = JobRows(self._engine, self._schema)
+        self._rows = JobRows(self._engine, self._schema, keep_connection=True)
         self._control = ControlPlane(self._engine, self._schema)
         self._codec: Codec[V] = Codec(model)
 
@@ -190,8 +191,13 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     def __getitem__(self, key: str) -> V:
         if self._dict_first:
             entry = self._entries.get(key)
-            if entry is not None and entry.fresh_until >= time.monotonic():
+            if entry is not None and entry.fresh_until >= _monotonic():
                 value = self._memory[key]
+                held = self._tracker._held.get(key)
+                if (held is not None and held.obj is value and held.baseline is entry.payload
+                        and held.version == entry.version and not self._shadow
+                        and self.max_memory_items is None and self._loop_started):
+                    return value  # the hot path: tracked as it is, nothing else to do
                 if self.max_memory_items is not None:
                     self._entries.move_to_end(key)
                 if self._shadow and random.random() < self._shadow_rate:
@@ -984,6 +990,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             self._dispose()
 
     def _dispose(self) -> None:
+        self._rows.release()
         if self._owns_engine:
             self._engine.dispose()
 
