@@ -12,7 +12,7 @@ import math
 from typing import Any, Generic, TypeVar
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, SchemaSerializer, SchemaValidator
 
 from .exceptions import DecodeError, EncodeError
 
@@ -32,22 +32,33 @@ class Codec(Generic[T]):
         self._plain = model is None
         self._adapter: TypeAdapter[Any] = TypeAdapter(JsonValue if model is None else model)
         self.name = "JSON" if model is None else getattr(model, "__name__", repr(model))
+        # The adapter's own serializer and validator, called without TypeAdapter's wrappers,
+        # which cost about as much as the work itself on a small job.
+        serializer, validator = self._adapter.serializer, self._adapter.validator
+        self._to_json: Any = (serializer.to_json if isinstance(serializer, SchemaSerializer)
+                              else self._adapter.dump_json)
+        self._validate_json: Any = (validator.validate_json
+                                    if isinstance(validator, SchemaValidator)
+                                    else self._adapter.validate_json)
+        self._floats = None if model is None else _flat_float_fields(self._adapter.core_schema)
 
     def encode(self, value: Any) -> str:
         """The value's JSON document, or `EncodeError` if it has none that reads back equal."""
         try:
             if self._plain:
                 self._adapter.validate_python(value, strict=True)
-            data = self._adapter.dump_json(value, warnings="error")
+            data: bytes = self._to_json(value, warnings="error")
             # JSON has no NaN or infinity: pydantic writes them as null, which would read back
             # as None (or not at all, into a float field), so they are refused here. The
             # usual null is a field set to None: a second dump without those (far cheaper than
             # walking the value) clears most documents before the walk.
             if b"null" in data and (
-                self._plain
-                or b"null" in self._adapter.dump_json(value, warnings="none", exclude_none=True)
-            ) and _has_non_finite(
-                value if self._plain else self._adapter.dump_python(value, warnings="none")
+                _non_finite_field(value, *self._floats) if self._floats is not None else (
+                    self._plain
+                    or b"null" in self._to_json(value, warnings="none", exclude_none=True)
+                ) and _has_non_finite(
+                    value if self._plain else self._adapter.dump_python(value, warnings="none")
+                )
             ):
                 raise ValueError("NaN and infinity have no JSON form")
         except (PydanticSerializationError, ValidationError, ValueError, TypeError) as exc:
@@ -61,7 +72,7 @@ class Codec(Generic[T]):
         if payload is None:
             raise DecodeError(key, "the payload is empty")
         try:
-            value: T = self._adapter.validate_json(payload)
+            value: T = self._validate_json(payload)
         except ValidationError as exc:
             raise DecodeError(key, _first_line(exc)) from exc
         return value
@@ -74,7 +85,8 @@ def status_of(value: Any) -> str | None:
         return None
     if isinstance(status, enum.Enum):
         status = status.value
-    return str(status)[:STATUS_MAX]
+    # NUL is valid in JSON (escaped in the payload) but PostgreSQL cannot store it in a column.
+    return str(status).replace("\x00", "")[:STATUS_MAX]
 
 
 def parse_document(payload: str | bytes | None) -> Any:
@@ -82,6 +94,48 @@ def parse_document(payload: str | bytes | None) -> Any:
     if payload is None:
         return None
     return json.loads(payload)
+
+
+_SCALARS = frozenset({"str", "int", "bool", "none", "datetime", "date", "time", "timedelta",
+                      "uuid", "literal", "enum", "bytes", "decimal", "url", "float"})
+
+
+def _flat_float_fields(schema: Any) -> tuple[bool, tuple[str, ...]] | None:
+    """For a dataclass, model or TypedDict whose fields are all plain scalars, serialized as
+    they are: whether its values are dicts, and the names of its float fields (the only places
+    a NaN can hide). None for anything else, which gets the general check."""
+    kind = schema.get("type")
+    if kind not in ("dataclass", "model", "typed-dict") or "serialization" in schema:
+        return None
+    if kind == "model" and (schema.get("root_model")
+                            or schema.get("config", {}).get("extra_fields_behavior") == "allow"):
+        return None
+    inner = schema if kind == "typed-dict" else schema.get("schema", {})
+    if inner.get("computed_fields") or inner.get("extras_schema"):
+        return None
+    fields = inner.get("fields")
+    items = ([(f["name"], f) for f in fields] if isinstance(fields, list)
+             else list(fields.items()) if isinstance(fields, dict) else None)
+    if items is None:
+        return None
+    floats = []
+    for name, field in items:
+        field_schema = field.get("schema", {})
+        while field_schema.get("type") in ("default", "nullable"):
+            field_schema = field_schema.get("schema", {})
+        if "serialization" in field_schema or field_schema.get("type") not in _SCALARS:
+            return None
+        if field_schema["type"] == "float":
+            floats.append(name)
+    return kind == "typed-dict", tuple(floats)
+
+
+def _non_finite_field(value: Any, is_dict: bool, names: tuple[str, ...]) -> bool:
+    for name in names:
+        item = value.get(name) if is_dict else getattr(value, name, None)
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+    return False
 
 
 def _has_non_finite(data: Any) -> bool:

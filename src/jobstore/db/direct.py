@@ -24,14 +24,13 @@ version, the event row, ``COMMIT``; on PostgreSQL one statement (the upsert in a
 from __future__ import annotations
 
 import contextlib
-import operator
 import os
 import threading
 import weakref
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from select import POLLIN, poll
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, bindparam, insert, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,36 +43,35 @@ _ROW_KEYS = ("key", "payload", "status", "version", "created_at", "updated_at", 
 
 
 class Compiled:
-    """A Core statement compiled once for a dialect; `args` turns named values into the
-    driver's parameters (a tuple in bind order for positional drivers, else the dict)."""
+    """A Core statement compiled once for a dialect: its SQL, and the order of its parameters
+    for a positional driver (None for a driver that takes them by name)."""
 
-    __slots__ = ("_getter", "sql")
+    __slots__ = ("order", "sql")
 
     def __init__(self, statement: Any, engine: Engine, keys: list[str] | None = None) -> None:
         compiled = statement.compile(dialect=engine.dialect, column_keys=keys)
         self.sql: str = compiled.string
-        self._getter: Callable[[dict[str, Any]], Any] | None = None
-        if compiled.positional:
-            names = list(compiled.positiontup or ())
-            if len(names) == 1:
-                only = names[0]
-                self._getter = lambda values: (values[only],)
-            else:
-                self._getter = operator.itemgetter(*names)
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None)
 
     def args(self, values: dict[str, Any]) -> Any:
-        return values if self._getter is None else self._getter(values)
+        """The driver's parameters from named values."""
+        if self.order is None:
+            return values
+        return tuple(values[name] for name in self.order)
 
 
 class _Kept:
-    """The connection kept for the hot statements, and its lock."""
+    """The connection kept for the hot statements, its cursor, and the lock that lets one
+    thread at a time use them."""
 
-    __slots__ = ("conn", "dbapi", "lock", "poller")
+    __slots__ = ("conn", "cursor", "dbapi", "lock", "poller")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.conn: Connection | None = None
         self.dbapi: Any = None
+        self.cursor: Any = None
         self.poller: Any = None
 
 
@@ -82,6 +80,10 @@ _ABANDONED: list[Any] = []
 closes them (closing would end the parent's session on a server)."""
 
 _live: weakref.WeakSet[DirectRows] = weakref.WeakSet()
+
+_GET_ORDER = ("key",)
+_WRITE_ORDER = _ROW_KEYS
+_RECORD_ORDER = ("key", "version", "payload", "status", "at", "written_by")
 
 
 class DirectRows:
@@ -100,51 +102,52 @@ class DirectRows:
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._kept = _Kept()
         jobs, events = schema.jobs, schema.events
-        self._get = Compiled(
+        get = Compiled(
             select(jobs.c.payload, jobs.c.version).where(jobs.c.key == bindparam("key")),
             engine)
         upsert = _upsert(self.name, schema)
-        timestamp = jobs.c.updated_at.type.dialect_impl(engine.dialect)
-        processor = timestamp.bind_processor(engine.dialect)
-        self._timestamp: Callable[[datetime], Any] = processor or (lambda value: value)
-        row_keys = list(_ROW_KEYS)
+        self._timestamp = _timestamp_for(engine, schema)
         if self.name == "postgresql":
             written = upsert.returning(jobs.c.key, jobs.c.version, jobs.c.payload,
                                        jobs.c.status, jobs.c.updated_at,
                                        jobs.c.written_by).cte("written")
-            self._write = Compiled(
+            write = Compiled(
                 insert(events).from_select(
                     ["key", "version", "op", "payload", "status", "at", "written_by"],
                     select(written.c.key, written.c.version, literal_column("'set'"),
-                               written.c.payload, written.c.status, written.c.updated_at,
-                               written.c.written_by),
+                           written.c.payload, written.c.status, written.c.updated_at,
+                           written.c.written_by),
                 ).returning(events.c.version),
-                engine, row_keys)
+                engine, list(_ROW_KEYS))
+            record = None
         else:
-            self._write = Compiled(upsert.returning(jobs.c.version), engine, row_keys)
-            self._record = Compiled(
-                insert(events).values(op=literal_column("'set'")), engine,
-                ["key", "version", "payload", "status", "at", "written_by"])
+            write = Compiled(upsert.returning(jobs.c.version), engine, list(_ROW_KEYS))
+            record = Compiled(insert(events).values(op=literal_column("'set'")), engine,
+                              list(_RECORD_ORDER))
+        # Positional parameters are built in a fixed order below; a dialect that orders them
+        # differently is refused here rather than sent the wrong values.
+        for compiled, order in ((get, _GET_ORDER), (write, _WRITE_ORDER), (record, _RECORD_ORDER)):
+            if compiled is not None and compiled.order not in (None, order):
+                raise ValueError(f"unexpected parameter order {compiled.order}")
+        self._named = get.order is None
+        self._get_sql = get.sql
+        self._write_sql = write.sql
+        self._record_sql = record.sql if record is not None else ""
         _live.add(self)
 
     # the two operations ----------------------------------------------------------------------
 
     def get(self, key: str) -> tuple[str, int] | None:
         """The row's payload and version, or None."""
-        values = {"key": key}
-        statement = self._get
-        conn, dbapi, kept = self._acquire()
+        params: Any = {"key": key} if self._named else (key,)
+        conn, cursor, kept = self._acquire()
         try:
-            cursor = dbapi.cursor()
-            try:
-                cursor.execute(statement.sql, statement.args(values))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
+            cursor.execute(self._get_sql, params)
+            row = cursor.fetchone()
         except self._dbapi_error as exc:
-            raise self._translate(exc, conn, dbapi, statement.sql, values) from exc
+            raise self._translate(exc, conn, self._get_sql) from exc
         finally:
-            self._release(conn, kept)
+            self._release(conn, cursor, kept)
         return None if row is None else (row[0], row[1])
 
     def upsert(self, key: str, payload: str, status: str | None, written_by: str,
@@ -152,36 +155,29 @@ class DirectRows:
         """Write the row (version + 1, or 1) and its history event in one transaction; the new
         version."""
         stamp = self._timestamp(now)
-        values = {"key": key, "payload": payload, "status": status, "version": 1,
-                  "created_at": stamp, "updated_at": stamp, "written_by": written_by}
-        statement = self._write
-        conn, dbapi, kept = self._acquire()
+        conn, cursor, kept = self._acquire()
         try:
-            cursor = dbapi.cursor()
-            try:
-                if self.name == "postgresql":
-                    cursor.execute(statement.sql, statement.args(values))
-                    version = int(cursor.fetchone()[0])
-                else:
-                    version = self._sqlite_write(cursor, values, stamp)
-            finally:
-                cursor.close()
+            if self._named:
+                cursor.execute(self._write_sql, {
+                    "key": key, "payload": payload, "status": status, "version": 1,
+                    "created_at": stamp, "updated_at": stamp, "written_by": written_by})
+                version = int(cursor.fetchone()[0])
+            else:
+                version = self._begin_write_commit(cursor, key, payload, status, stamp,
+                                                   written_by)
         except self._dbapi_error as exc:
-            raise self._translate(exc, conn, dbapi, statement.sql, values) from exc
+            raise self._translate(exc, conn, self._write_sql) from exc
         finally:
-            self._release(conn, kept)
+            self._release(conn, cursor, kept)
         return version
 
-    def _sqlite_write(self, cursor: Any, values: dict[str, Any], stamp: Any) -> int:
+    def _begin_write_commit(self, cursor: Any, key: str, payload: str, status: str | None,
+                            stamp: Any, written_by: str) -> int:
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            cursor.execute(self._write.sql, self._write.args(values))
+            cursor.execute(self._write_sql, (key, payload, status, 1, stamp, stamp, written_by))
             version = int(cursor.fetchone()[0])
-            record = self._record
-            cursor.execute(record.sql, record.args({
-                "key": values["key"], "version": version, "payload": values["payload"],
-                "status": values["status"], "at": stamp, "written_by": values["written_by"],
-            }))
+            cursor.execute(self._record_sql, (key, version, payload, status, stamp, written_by))
             cursor.execute("COMMIT")
         except BaseException:
             # If even this fails, the connection is unusable: the error above says why.
@@ -193,43 +189,57 @@ class DirectRows:
     # the kept connection ---------------------------------------------------------------------
 
     def _acquire(self) -> tuple[Connection, Any, bool]:
-        """A connection for one call: the kept one when no other thread uses it."""
+        """A connection and a cursor for one call: the kept ones when no other thread uses
+        them, else a pooled connection."""
         kept = self._kept
         if self._keep and kept.lock.acquire(blocking=False):
             try:
-                if kept.conn is None or kept.conn.invalidated:
+                if kept.conn is None:
                     self._open(kept)
                 elif kept.poller is not None and kept.poller.poll(0):
                     self._check_alive(kept)
                 assert kept.conn is not None
-                return kept.conn, kept.dbapi, True
+                return kept.conn, kept.cursor, True
             except BaseException:
                 kept.lock.release()
                 raise
         conn = self.engine.connect()
         try:
-            return conn, conn.connection.dbapi_connection, False
+            return conn, conn.connection.dbapi_connection.cursor(), False  # type: ignore[union-attr]
         except BaseException:
             conn.close()
             raise
 
-    def _release(self, conn: Connection, kept: bool) -> None:
+    def _release(self, conn: Connection, cursor: Any, kept: bool) -> None:
         if kept:
             self._kept.lock.release()
         else:
-            conn.close()
+            try:
+                cursor.close()
+            finally:
+                conn.close()
 
     def _open(self, kept: _Kept) -> None:
-        if kept.conn is not None:
-            kept.conn.close()
-            kept.conn = kept.dbapi = kept.poller = None
+        self._drop(kept)
         conn = self.engine.connect()
-        dbapi: Any = conn.connection.dbapi_connection
-        kept.conn, kept.dbapi = conn, dbapi
-        if self.name == "postgresql":
-            poller = poll()
-            poller.register(dbapi.pgconn.socket, POLLIN)
-            kept.poller = poller
+        try:
+            dbapi: Any = conn.connection.dbapi_connection
+            cursor = dbapi.cursor()
+            poller = None
+            if self.name == "postgresql":
+                poller = poll()
+                poller.register(dbapi.pgconn.socket, POLLIN)
+        except BaseException:
+            conn.close()
+            raise
+        kept.conn, kept.dbapi, kept.cursor, kept.poller = conn, dbapi, cursor, poller
+
+    @staticmethod
+    def _drop(kept: _Kept) -> None:
+        conn = kept.conn
+        kept.conn = kept.dbapi = kept.cursor = kept.poller = None
+        if conn is not None:
+            conn.close()
 
     def _check_alive(self, kept: _Kept) -> None:
         """The idle socket has something to read: usually the server saying goodbye."""
@@ -240,33 +250,56 @@ class DirectRows:
             kept.conn.invalidate()
             self._open(kept)
 
-    def _translate(self, exc: Exception, conn: Connection, dbapi: Any, sql: str,
-                   values: dict[str, Any]) -> BaseException:
-        dead = False
+    def _translate(self, exc: Exception, conn: Connection, sql: str) -> BaseException:
+        """The driver's error as SQLAlchemy would raise it; a dead connection (or one left in
+        a transaction the rollback could not end) is invalidated and, if kept, dropped."""
+        dbapi = conn.connection.dbapi_connection if not conn.invalidated else None
         try:
             dead = bool(self.dialect.is_disconnect(exc, dbapi, None))  # type: ignore[arg-type]
         except Exception:
             dead = False
-        if getattr(dbapi, "in_transaction", False):
-            dead = True  # a transaction the rollback could not end: start afresh
-        if dead and not conn.invalidated:
+        stuck = bool(getattr(dbapi, "in_transaction", False))
+        if (dead or stuck) and not conn.invalidated:
             conn.invalidate(exc)
-        return DBAPIError.instance(sql, values, exc, self._dbapi_error, hide_parameters=True,
+        if (dead or stuck) and conn is self._kept.conn:
+            self._drop(self._kept)
+        return DBAPIError.instance(sql, None, exc, self._dbapi_error, hide_parameters=True,
                                    connection_invalidated=dead, dialect=self.dialect)
 
     def release(self) -> None:
         """Give the kept connection back to the pool (it is opened again on next use)."""
         kept = self._kept
         with kept.lock:
-            if kept.conn is not None:
-                kept.conn.close()
-            kept.conn = kept.dbapi = kept.poller = None
+            self._drop(kept)
 
     def _after_fork_in_child(self) -> None:
         kept = self._kept
         if kept.conn is not None:
             _ABANDONED.append(kept.conn)
         self._kept = _Kept()
+
+
+def _timestamp_for(engine: Engine, schema: Schema) -> Callable[[datetime], Any]:
+    """How a UTC `datetime` is bound for the timestamp columns, as Core would bind it.
+
+    On SQLite that is text, ``YYYY-MM-DD HH:MM:SS.ffffff``; ``isoformat`` writes the same text
+    several times faster than SQLAlchemy's formatter, and is used when the two agree."""
+    processor = schema.jobs.c.updated_at.type.dialect_impl(engine.dialect).bind_processor(
+        engine.dialect)
+    if processor is None:
+        return _unchanged
+    sample = datetime(2024, 2, 29, 23, 59, 7, 120, tzinfo=timezone.utc)
+    if processor(sample) == _sqlite_text(sample):
+        return _sqlite_text
+    return cast(Callable[[datetime], Any], processor)
+
+
+def _unchanged(value: datetime) -> datetime:
+    return value
+
+
+def _sqlite_text(value: datetime) -> str:
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _upsert(dialect: str, schema: Schema) -> Any:

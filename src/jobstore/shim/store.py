@@ -82,6 +82,10 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         self.max_memory_items = max_memory_items
         self._shadow_rate = _shadow_rate(shadow_sample_rate)
 
+        # The arguments are checked before the database is touched (or a SQLite file made).
+        self.table = table or os.environ.get("JOBSTORE_TABLE") or DEFAULT_TABLE
+        self._schema = build_schema(self.table)
+        self._codec: Codec[V] = Codec(model)
         target = resolve_url(url)
         self.url = safe_url(target)
         if isinstance(target, Engine):
@@ -91,11 +95,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         else:
             self._engine = create_store_engine(target)
             self._owns_engine = True
-        self.table = table or os.environ.get("JOBSTORE_TABLE") or DEFAULT_TABLE
-        self._schema = build_schema(self.table)
         self._rows = JobRows(self._engine, self._schema, keep_connection=True)
         self._control = ControlPlane(self._engine, self._schema)
-        self._codec: Codec[V] = Codec(model)
 
         self._memory: MutableMapping[str, V] = legacy if legacy is not None else {}
         self._entries: OrderedDict[str, Entry] = OrderedDict()
@@ -151,40 +152,52 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         self._shadow = rules.shadow_compares
 
     def _apply_stage(self, new: Stage) -> None:
-        """Follow the control row to ``new``, carrying what the dict holds across."""
+        """Follow the control row to ``new``, carrying what the dict holds across.
+
+        Leaving ``memory`` takes the dict's jobs into the database first, also when the new
+        stage keeps no dict (``memory`` straight to ``db_only``), so none is dropped.
+        """
         with self._lock:
             old = self._rules
             rules = new.rules
+            if not old.writes_db and rules.writes_db:
+                self._set_stage(new)
+                self._adopt_legacy_entries()
             if old.keeps_memory and not rules.keeps_memory:
                 self._write_back()
                 self._drain_queue()
                 self._memory.clear()
                 self._entries.clear()
-            if not old.writes_db and rules.writes_db:
-                self._set_stage(new)
-                self._adopt_legacy_entries()
-                return
             self._set_stage(new)
 
     def _adopt_legacy_entries(self) -> None:
-        """Queue for the database every dict entry it has not seen (a legacy dict's contents,
-        or what was written in ``memory``), and mark every entry as held by the dict."""
+        """Queue for the database every dict entry it does not hold as it is now (a legacy
+        dict's contents, what was written in ``memory``, or a job changed in place there), and
+        track every dict value: code that took it from the dict goes on changing it in place
+        (a render loop started in ``memory``)."""
+        writes_db = self._rules.writes_db
         for key in list(self._memory):
             _check_key(key)
-            if key not in self._entries or self._entries[key].version is None:
-                self._entries[key] = Entry(None, None, NEVER, pending=self._rules.writes_db)
-                if self._rules.writes_db:
-                    value = self._memory[key]
-                    try:
-                        payload = self._codec.encode(value)
-                    except EncodeError:
-                        self._unencodable.add(key)
-                        continue
-                    # Track the object too: code that took it from the dict before the DB was
-                    # written (a render loop started in `memory`) goes on changing it in place.
-                    self._entries[key].payload = payload
-                    self._hold(key, value, payload, None)
-                    self._queue.put(key, QueuedWrite(payload, status_of(value), attempts=0))
+            entry = self._entries.get(key)
+            if not writes_db:
+                if entry is None:
+                    self._entries[key] = Entry(None, None, NEVER, pending=False)
+                continue
+            value = self._memory[key]
+            try:
+                payload = self._codec.encode(value)
+            except EncodeError:
+                self._unencodable.add(key)
+                if entry is None:
+                    self._entries[key] = Entry(None, None, NEVER, pending=True)
+                continue
+            if entry is not None and entry.version is not None and entry.payload == payload:
+                self._hold(key, value, payload, entry.version)
+                continue
+            version = entry.version if entry is not None else None
+            self._entries[key] = Entry(payload, version, NEVER, pending=True)
+            self._hold(key, value, payload, None)
+            self._queue.put(key, QueuedWrite(payload, status_of(value), attempts=0))
 
     # reads -----------------------------------------------------------------------------------
 
@@ -415,8 +428,9 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     def __setitem__(self, key: str, value: V) -> None:
         _check_key(key)
         payload = self._codec.encode(value)
-        self._check_open()
-        self._start()
+        if self._closed or not self._loop_started:
+            self._check_open()
+            self._start()
         with self._lock:
             self._write(key, value, payload, status_of(value))
 
@@ -461,7 +475,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             self._db_failing = True
             self._queue.put(key, QueuedWrite(payload, status, last_error=_reason(exc)))
             return
-        self._queue.discard(key)
+        if key in self._queue:  # every change of the queue is made under the store's lock
+            self._queue.discard(key)
         self._persisted(key, value, payload, version)
 
     def _persisted(self, key: str, value: Any, payload: str, version: int) -> None:
@@ -1091,6 +1106,15 @@ def _check_key(key: object) -> None:
         raise TypeError(f"job keys are str, not {type(key).__name__}")
     if len(key) > KEY_MAX:
         raise ValueError(f"job keys are at most {KEY_MAX} characters; this one has {len(key)}")
+    # What every backend can store, checked before the dict changes: PostgreSQL refuses NUL,
+    # and no driver can send a lone surrogate.
+    if "\x00" in key:
+        raise ValueError(f"job keys cannot contain NUL characters: {key!r}")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"job keys must be valid Unicode text: {key!r}") from None
 
 
 def _or_missing(value: Any, default: Any, key: str) -> Any:
