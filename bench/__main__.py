@@ -12,7 +12,7 @@ from . import ops, peers, report, scale, writers
 from .env import Env
 from .runner import run_cases
 
-FULL = {"n_fast": 20000, "n_db": 3000, "n_pg": 600, "repeats": 5}
+FULL = {"n_fast": 20000, "n_db": 2000, "n_pg": 500, "repeats": 5}
 SMOKE = {"n_fast": 100, "n_db": 20, "n_pg": 10, "repeats": 1}
 
 
@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run each benchmark briefly; write no report; assert no timing")
     parser.add_argument("--repeats", type=int, help="repetitions (default 5; smoke 1)")
     parser.add_argument("--no-pg", action="store_true", help="leave PostgreSQL out")
-    parser.add_argument("--only", help="run only cases whose group, impl or op contains this")
+    parser.add_argument("--only", help="run only cases whose group, impl or op contains one of "
+                                       "these comma-separated words")
     parser.add_argument("--verify-rows", type=int, default=None,
-                        help="rows for the verify-at-scale benchmark (default 1,000,000)")
+                        help="rows for the verify-at-scale benchmark (default 1,000,000; 0: "
+                             "leave it out)")
+    parser.add_argument("--no-writers", action="store_true",
+                        help="leave out the writer processes")
     parser.add_argument("--docs", default="docs", help="where the full run writes its report")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
 
     sizes = dict(SMOKE if args.smoke else FULL)
@@ -40,17 +45,23 @@ def main(argv: list[str] | None = None) -> int:
         n = {k: sizes[k] for k in ("n_fast", "n_db", "n_pg")}
         cases = peers.cases(env, **n) + ops.cases(env, **n)
         if args.only:
-            cases = [c for c in cases if args.only in f"{c.group} {c.impl} {c.op}"]
+            words = [w for w in args.only.split(",") if w]
+            cases = [c for c in cases if any(w in f"{c.group} {c.impl} {c.op}" for w in words)]
         print(f"{len(cases)} cases × {sizes['repeats']} repetitions", file=sys.stderr)
         results = run_cases(cases, sizes["repeats"])
         failed |= any(not r.ok for r in results)
-        concurrency = None if args.only else writers.run(env, smoke=args.smoke)
+        partial = bool(args.only or args.no_writers or args.verify_rows == 0)
+        concurrency = (None if args.only or args.no_writers
+                       else writers.run(env, smoke=args.smoke))
         failed |= bool(concurrency and concurrency.error)
-        verify = None if args.only else scale.run(smoke=args.smoke, rows=args.verify_rows)
+        verify = (None if args.only or args.verify_rows == 0
+                  else scale.run(smoke=args.smoke, rows=args.verify_rows, pg=env.has_pg))
         failed |= bool(verify and verify.error)
         text = report.console(results, concurrency, verify, env)
         print(text)
-        if not args.smoke and not args.only:
+        if args.json:
+            report.write_json(Path(args.json), results, concurrency, verify)
+        if not args.smoke and not partial:
             written = report.write(Path(args.docs), results, concurrency, verify, env,
                                    repeats=sizes["repeats"])
             print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

@@ -151,29 +151,57 @@ class RawSqliteSet:
         self.conn.close()
 
 
-class RawSqliteHistorySet(RawSqliteSet):
-    """What a jobstore write does, by hand: BEGIN IMMEDIATE, upsert RETURNING the version,
-    the history row, COMMIT."""
+_JOBSTORE_UPSERT = (
+    'INSERT INTO jobs ("key", payload, status, version, created_at, updated_at, written_by) '
+    "VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (\"key\") DO UPDATE SET payload = excluded.payload, "
+    "status = excluded.status, version = jobs.version + 1, updated_at = excluded.updated_at, "
+    "written_by = excluded.written_by RETURNING version"
+)
+_JOBSTORE_RECORD = (
+    'INSERT INTO jobs_events ("key", version, op, payload, status, at, written_by) '
+    "VALUES (?, ?, 'set', ?, ?, ?, ?)"
+)
+
+
+class RawSqliteHistorySet:
+    """What a jobstore write does, by hand, on jobstore's own tables (the job table with its
+    status index, the history table with its index): BEGIN IMMEDIATE, the upsert RETURNING the
+    version, the history row, COMMIT. The floor under a jobstore write."""
 
     def __init__(self, env: Env, n: int) -> None:
-        super().__init__(env, n)
-        self.conn.isolation_level = None
-        self.conn.execute("CREATE TABLE jobs_events (id INTEGER PRIMARY KEY, key TEXT NOT NULL, "
-                          "version INTEGER NOT NULL, op TEXT NOT NULL, payload TEXT, "
-                          "status TEXT, at TEXT NOT NULL)")
+        from sqlalchemy import create_engine
+
+        from jobstore.db.schema import build_schema
+
+        path = env.path("raw-history") + ".db"
+        engine = create_engine(f"sqlite:///{path}")
+        schema = build_schema("jobs")
+        schema.jobs.create(engine)
+        schema.events.create(engine)
+        engine.dispose()
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.keys, self.jobs = keys(n), jobs(n, offset=1)
+        self._write(jobs(n), 0, n)
 
     def run(self, start: int, stop: int) -> None:
-        conn, ks, js = self.conn, self.keys, self.jobs
-        upsert = _UPSERT_SQLITE + " RETURNING version"
-        record = ("INSERT INTO jobs_events (key, version, op, payload, status, at) "
-                  "VALUES (?, ?, 'set', ?, ?, ?)")
+        self._write(self.jobs, start, stop)
+
+    def _write(self, js: list[BenchJob], start: int, stop: int) -> None:
+        conn, ks = self.conn, self.keys
         for i in range(start, stop):
             job = js[i]
-            key, payload, now = ks[i], encode(job), _now()
+            key, payload = ks[i], encode(job)
+            now = datetime.now(timezone.utc).isoformat(" ", "microseconds")[:26]
             conn.execute("BEGIN IMMEDIATE")
-            version = conn.execute(upsert, (key, payload, job.status, now, now)).fetchone()[0]
-            conn.execute(record, (key, version, payload, job.status, now))
+            version = conn.execute(_JOBSTORE_UPSERT, (key, payload, job.status, now, now,
+                                                      "bench")).fetchone()[0]
+            conn.execute(_JOBSTORE_RECORD, (key, version, payload, job.status, now, "bench"))
             conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class RawSqliteGet:
@@ -233,6 +261,21 @@ class RawPgSet(RawPgBase):
             now = datetime.now(timezone.utc)
             conn.execute(upsert, (ks[i], encode(job), job.status, now, now))
             conn.commit()
+
+
+class RawPgAutocommitSet(RawPgSet):
+    """Encode, then the upsert alone in autocommit: one round trip."""
+
+    def __init__(self, env: Env, n: int) -> None:
+        super().__init__(env, n)
+        self.conn.autocommit = True
+
+    def run(self, start: int, stop: int) -> None:
+        conn, ks, js, upsert = self.conn, self.keys, self.jobs, self.upsert
+        for i in range(start, stop):
+            job = js[i]
+            now = datetime.now(timezone.utc)
+            conn.execute(upsert, (ks[i], encode(job), job.status, now, now))
 
 
 class RawPgGet(RawPgBase):
@@ -304,6 +347,9 @@ def cases(env: Env, n_fast: int, n_db: int, n_pg: int) -> list[Case]:
         out += [
             Case("postgresql", "raw psycopg", SET, lambda n: RawPgSet(env, n), n_pg,
                  note="encode + BEGIN / upsert / COMMIT"),
+            Case("postgresql", "raw psycopg, autocommit", SET,
+                 lambda n: RawPgAutocommitSet(env, n), n_pg,
+                 note="encode + the upsert alone: one round trip"),
             Case("postgresql", "raw psycopg", GET_DB, lambda n: RawPgGet(env, n), n_pg,
                  note="select by key (autocommit) + decode"),
         ]

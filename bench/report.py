@@ -76,13 +76,21 @@ def _index(results: Sequence[Result]) -> dict[tuple[str, str, str], Result]:
     return {r.key: r for r in results}
 
 
-def target_rows(results: Sequence[Result]) -> list[tuple[Target, float, bool | None]]:
+def target_rows(results: Sequence[Result], verify: ScaleRun | None = None,
+                ) -> list[tuple[Target, float, bool | None]]:
     idx = _index(results)
     rows = []
     for target in TARGETS:
         value = ratio(idx.get(target.subject), idx.get(target.against))
         met = None if math.isnan(value) else value <= target.limit
         rows.append((target, value, met))
+    if verify is not None and verify.figures:
+        value = verify.figures.get("sqlite_verify_vs_raw_total", math.nan)
+        rows_n = verify.figures.get("sqlite_rows", verify.rows)
+        target = Target(f"verify of {rows_n:,} jobs ≤ {VERIFY_LIMIT:g}× the raw scan (SQLite)",
+                        ("", "", ""), ("", "", ""), VERIFY_LIMIT)
+        value = float(value) if isinstance(value, (int, float)) else math.nan
+        rows.append((target, value, None if math.isnan(value) else value <= VERIFY_LIMIT))
     return rows
 
 
@@ -157,7 +165,7 @@ def console(results: Sequence[Result], concurrency: Concurrency | None,
     parts.append("\nTargets\n" + _plain_table(
         ["target", "ratio", "met"],
         [[t.what, _fmt_ratio(v), {True: "yes", False: "NO", None: "–"}[m]]
-         for t, v, m in target_rows(results)]))
+         for t, v, m in target_rows(results, verify)]))
     if concurrency is not None:
         parts.append("\nWriters on one SQLite file\n" + _plain_table(
             ["who", "processes", "writes", "writes/s"], _writer_rows(concurrency)))
@@ -173,12 +181,36 @@ def _writer_rows(concurrency: Concurrency) -> list[list[str]]:
             for r in concurrency.runs]
 
 
-def _verify_text(verify: ScaleRun) -> str:
+def _verify_rows(verify: ScaleRun) -> tuple[list[str], list[list[str]]]:
+    """The verify-at-scale figures as a table: one row per figure, one column per backend."""
+    backends = ["sqlite", "postgresql"]
+    names: list[str] = []
+    cells: dict[tuple[str, str], str] = {}
+    notes = []
+    for key, value in verify.figures.items():
+        backend, _, name = key.partition("_")
+        if backend not in backends or not name:
+            notes.append(f"{key}: {value}")
+            continue
+        if name not in names:
+            names.append(name)
+        cells[(backend, name)] = f"{value:,}" if isinstance(value, int) else str(value)
+    used = [b for b in backends if any((b, n) in cells for n in names)]
+    rows = [[name.replace("_", " ")] + [cells.get((b, name), "") for b in used] for name in names]
+    rows += [[note, *[""] * len(used)] for note in notes]
+    return ["figure", *used], rows
+
+
+def _verify_text(verify: ScaleRun, markdown: bool = False) -> str:
     if verify.skipped:
         return f"not run: {verify.skipped}"
     if verify.error:
         return f"failed: {verify.error}"
-    return "\n".join(f"- {k}: {v}" for k, v in verify.figures.items())
+    headers, rows = _verify_rows(verify)
+    return _markdown_table(headers, rows) if markdown else _plain_table(headers, rows)
+
+
+VERIFY_LIMIT = 2.0
 
 
 def _versions() -> str:
@@ -191,8 +223,69 @@ def _versions() -> str:
                       *found])
 
 
-NOTES: dict[str, str] = {}
-"""Why a target is missed, by target text; filled in from what profiling showed."""
+def missed_notes(results: Sequence[Result]) -> dict[str, str]:
+    """Why a target is missed, by target text, with this run's own figures."""
+    idx = _index(results)
+    raw = idx.get(("sqlite", "raw sqlite3", SET))
+    floor = ratio(idx.get(("sqlite", "raw sqlite3 + history row", SET)), raw)
+    ours = ratio(idx.get(("sqlite", "JobStore dual_write", SET)), raw)
+    disk = ratio(idx.get(("sqlite", "diskcache.Index", SET)), raw)
+    set_why = (
+        "a jobstore write is four statements on two indexed tables (BEGIN IMMEDIATE, the "
+        "upsert RETURNING the version, the history row, COMMIT), and each commit rewrites four "
+        "b-tree pages — the job row, its status-index entry (SQLite rewrites it even when the "
+        "status is unchanged), the history row and its (key, id) index entry — where the bare "
+        "upsert rewrites one: strace counts 9.6 `pwrite` calls per commit against 2.2. The same "
+        f"statements sent by hand on the same tables (*raw sqlite3 + history row*) cost "
+        f"{floor:.2f}× the bare upsert in this run: that is the floor. jobstore's own work on "
+        f"top (encoding with `warnings='error'`, the NaN check, the dict tier, its entry and "
+        f"tracking bookkeeping, the kept-connection lock) takes it to {ours:.2f}×. Going lower "
+        "means dropping the history index or the status index (the contract keeps both); "
+        "writing the history row by trigger measured no faster."
+    )
+    disk_why = (
+        f"diskcache.Index writes one row per set (it keeps no history) and pickles "
+        f"({disk:.2f}× the bare upsert here); a jobstore set also writes the history row and "
+        "its index entry, which is the difference."
+    )
+    return {
+        TARGETS[0].what: set_why,
+        TARGETS[1].what: disk_why,
+        TARGETS[2].what: "the dict answers, but every read still checks that the entry is "
+                         "fresh and that the handed-out object is tracked as it is.",
+        TARGETS[3].what: "the read is one SELECT and one decode, as the baseline's; the rest is "
+                         "the store putting the value into the dict and tracking it.",
+        TARGETS[4].what: "the write is one statement, one round trip; the rest is the server.",
+    }
+
+
+PROFILE = """\
+cProfile and strace on each hot path, then a change only where a measurement showed it pays:
+
+- **Pool checkout and SQLAlchemy's execution machinery cost more than SQLite's work.** Each
+  read and write checked a connection out of the pool (on PostgreSQL with a pre-ping round
+  trip) and ran Core's parameter and result processing. Now `jobstore.db.direct` sends the
+  two hot statements (read one row; upsert one row with its history event), compiled once by
+  SQLAlchemy for the dialect, straight to the DBAPI cursor of a connection the store keeps:
+  one thread at a time uses it, another thread takes a pooled connection instead of waiting,
+  a forked child opens its own, a PostgreSQL socket that turned readable while idle is pinged
+  before use (what pre-ping did), and driver errors are raised as SQLAlchemy's. Writes keep
+  `BEGIN IMMEDIATE … COMMIT` on SQLite; on PostgreSQL the upsert and the history row are one
+  statement (a data-modifying `WITH`), atomic on its own: one round trip instead of five.
+- **Encoding** called pydantic through `TypeAdapter`'s Python wrappers and, whenever the JSON
+  held a `null`, dumped the value a second time and walked it looking for NaN. It now calls
+  the adapter's serializer and validator directly, and for a flat model (scalar fields only,
+  no custom serializers) checks just its float fields.
+- **A read the dict answers** re-registered the handed-out object with the tracker every time;
+  it now returns at once when the object is already tracked as it is.
+- Measured and dropped: a trigger writing the history row (no faster than the explicit insert
+  once the statements skip SQLAlchemy), skipping the status-index rewrite with a separate
+  conditional UPDATE (one page less per commit, no faster), a larger WAL autocheckpoint
+  (within the noise).
+"""
+
+BEFORE_AFTER = ""
+"""Filled in by hand from two runs of the same benchmark on the trees before and after."""
 
 METHOD = """\
 Every figure comes from one run of `python -m bench` (`make bench`), which writes this page.
@@ -223,17 +316,17 @@ ratios is shown, so that a slow moment of a shared machine touches both sides of
 """
 
 
-def _targets_section(results: Sequence[Result]) -> str:
+def _targets_section(results: Sequence[Result], verify: ScaleRun | None) -> str:
     rows = []
     notes = []
-    for target, value, met in target_rows(results):
+    why = missed_notes(results)
+    for target, value, met in target_rows(results, verify):
         verdict = {True: "met", False: "**missed**", None: "not measured"}[met]
         if met is False:
             over = value / target.limit - 1 if target.limit else math.nan
             verdict += f" by {over:.0%}"
-            why = NOTES.get(target.what)
-            if why:
-                notes.append(f"- *{target.what}*: {why}")
+            if target.what in why:
+                notes.append(f"- *{target.what}*: {why[target.what]}")
         rows.append([target.what, _fmt_ratio(value), verdict])
     text = _markdown_table(["target", "measured", "verdict"], rows)
     if notes:
@@ -263,7 +356,7 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
         "",
         "## Targets",
         "",
-        _targets_section(results),
+        _targets_section(results, verify),
         "",
         f"![median latency per operation]({chart.name})",
         "",
@@ -284,12 +377,15 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
         if concurrency.error:
             parts += [f"The writers failed: {concurrency.error}", ""]
     if verify is not None:
-        parts += ["## Verify at scale", "", _verify_text(verify), ""]
+        parts += ["## Verify at scale", "",
+                  "From `bench/verify_scale.py` (its docstring says what is timed): "
+                  "`JobStore.verify()` against a raw scan doing the same hash compare.", "",
+                  _verify_text(verify, markdown=True), ""]
     parts += ["## Method", "", METHOD.format(repeats=repeats, job_bytes=JOB_BYTES,
                                             wb=WRITE_BACK_BATCH, fast=FAST_BATCH)]
-    extra = NOTES.get("")
-    if extra:
-        parts += ["## What the profile showed", "", extra, ""]
+    parts += ["## What the profile showed, and what changed", "", PROFILE, ""]
+    if BEFORE_AFTER:
+        parts += ["## Before and after", "", BEFORE_AFTER, ""]
     page.write_text("\n".join(parts))
     return [page, chart]
 
@@ -334,3 +430,36 @@ def draw_chart(path: Path, results: Sequence[Result]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_json(path: Path, results: Sequence[Result], concurrency: Concurrency | None,
+               verify: ScaleRun | None) -> None:
+    """Every figure of the run as one JSON document (for comparing two runs)."""
+    import json
+    from dataclasses import asdict
+
+    idx = _index(results)
+    cases = []
+    for r in results:
+        ref_key = reference(r.case.group, r.case.op)
+        cases.append({
+            "group": r.case.group, "impl": r.case.impl, "op": r.case.op, "error": r.error,
+            "median_us": r.median_us if r.ok else None, "p99_us": r.p99_us if r.ok else None,
+            "ops_per_s": r.ops_per_s if r.ok else None,
+            "medians_us": [x.median_us for x in r.samples],
+            "ratio": None if ref_key is None or ref_key == r.key else _json_float(
+                ratio(r, idx.get(ref_key))),
+            "against": list(ref_key) if ref_key else None,
+        })
+    document = {
+        "cases": cases,
+        "targets": [{"target": t.what, "ratio": _json_float(v), "met": m}
+                    for t, v, m in target_rows(results, verify)],
+        "writers": [asdict(w) for w in concurrency.runs] if concurrency else None,
+        "verify": verify.figures if verify else None,
+    }
+    path.write_text(json.dumps(document, indent=1))
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)

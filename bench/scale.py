@@ -20,13 +20,13 @@ class ScaleRun:
     skipped: str | None = None
 
 
-def run(*, smoke: bool = False, rows: int | None = None) -> ScaleRun:
+def run(*, smoke: bool = False, rows: int | None = None, pg: bool = True) -> ScaleRun:
     rows = rows or (SMOKE_ROWS if smoke else DEFAULT_ROWS)
     if importlib.util.find_spec("bench.verify_scale") is None:
         return ScaleRun(rows, skipped="bench/verify_scale.py is not there yet")
     module = importlib.import_module("bench.verify_scale")
     try:
-        figures = module.run(rows=rows)
+        figures = module.run(rows=rows, pg_rows=None if pg else 0)
     except Exception as exc:
         return ScaleRun(rows, error=f"{type(exc).__name__}: {exc}")
     return ScaleRun(rows, figures=dict(figures) if not isinstance(figures, dict) else figures)
