@@ -39,6 +39,19 @@ from sqlalchemy.exc import DBAPIError
 from .schema import Schema
 
 SUPPORTED = ("sqlite", "postgresql")
+_HOOKS = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
+_DIALECT_HOOKS = ("handle_error", "do_execute", "do_executemany")
+
+
+def usable(engine: Engine) -> bool:
+    """Whether the hot statements may skip SQLAlchemy on this engine: a dialect this module
+    speaks, and no listener (tracing, logging, error handling) that expects to see every
+    statement go through SQLAlchemy."""
+    if engine.dialect.name not in SUPPORTED:
+        return False
+    hooked = any(bool(getattr(engine.dispatch, name, None)) for name in _HOOKS)
+    return not hooked and not any(bool(getattr(engine.dialect.dispatch, name, None))
+                                  for name in _DIALECT_HOOKS)
 _ROW_KEYS = ("key", "payload", "status", "version", "created_at", "updated_at", "written_by")
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from .direct import SUPPORTED, DirectRows
+from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
 from .schema import Schema
 
@@ -83,7 +83,7 @@ class JobRows:
         self.dialect = engine.dialect.name
         self._begin = begin_statement(engine)
         self._direct = (DirectRows(engine, schema, keep_connection=keep_connection)
-                        if self.dialect in SUPPORTED else None)
+                        if usable(engine) else None)
         jobs, events = schema.jobs, schema.events
         key = jobs.c.key
         self._get = select(jobs.c.payload, jobs.c.version).where(key == bindparam("key"))

@@ -1,0 +1,92 @@
+"""The hot statements sent straight to the driver on a kept connection (jobstore.db.direct)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, event
+
+from jobstore import JobStore, Stage
+
+HOT_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+"""The backends whose hot statements skip SQLAlchemy (MySQL keeps the Core path)."""
+
+
+@HOT_BACKENDS
+def test_every_write_through_the_hot_path_lands_with_its_history_event(make_store):
+    """A hundred writes of one key leave version 100 and a history of versions 1 to 100."""
+    jobs = make_store(stage=Stage.DB_ONLY)
+    for n in range(100):
+        jobs["abc123"] = {"status": "processing", "n": n}
+    assert jobs["abc123"] == {"status": "processing", "n": 99}
+    history = jobs.history("abc123")
+    assert [v.version for v in history] == list(range(1, 101))
+    assert [v.value for v in history][-1] == {"status": "processing", "n": 99}
+    assert history[-1].at is not None
+    assert jobs._rows.row("abc123").version == 100
+
+
+def test_an_engine_with_a_statement_listener_sees_the_hot_statements(tmp_path, table_name):
+    """Tracing hooks on the engine (before_cursor_execute) still see every read and write:
+    the store then sends them through SQLAlchemy."""
+    engine = create_engine(f"sqlite:///{tmp_path}/jobs.db")
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    jobs: JobStore[Any] = JobStore(engine, table=table_name, stage=Stage.DB_ONLY)
+    try:
+        seen.clear()
+        jobs["abc123"] = {"status": "queued"}
+        assert jobs["abc123"] == {"status": "queued"}
+        assert any(s.startswith(f"INSERT INTO {table_name} ") for s in seen), seen
+        assert any(s.startswith("SELECT") and table_name in s for s in seen), seen
+    finally:
+        jobs.close()
+        engine.dispose()
+
+
+@HOT_BACKENDS
+def test_a_thread_that_finds_the_kept_connection_busy_reads_through_a_pooled_one(make_store):
+    """While one thread uses the kept connection, another reads and writes without waiting for
+    it, and gives its pooled connection back."""
+    jobs = make_store(stage=Stage.DB_ONLY)
+    jobs["a"] = {"status": "queued"}
+    kept = jobs._rows._direct._kept
+    answers: list[Any] = []
+    with kept.lock:  # another thread is in the middle of a statement on the kept connection
+        worker = threading.Thread(target=lambda: (jobs.__setitem__("b", {"status": "x"}),
+                                                  answers.append(jobs["a"])))
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive()
+    assert answers == [{"status": "queued"}]
+    assert jobs["b"] == {"status": "x"}
+    assert _settles_to(jobs, 1), "a pooled connection was not given back"
+
+
+def _settles_to(jobs: JobStore[Any], count: int) -> bool:
+    """Whether the store's pool gets down to ``count`` checked-out connections within 10 s
+    (the background loop may hold one for a moment)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if jobs._engine.pool.checkedout() == count:  # type: ignore[attr-defined]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@HOT_BACKENDS
+def test_closing_the_store_gives_the_kept_connection_back(make_store):
+    """After close no connection of the store's pool is left checked out."""
+    jobs = make_store(stage=Stage.DB_ONLY)
+    jobs["a"] = {"status": "queued"}
+    assert jobs["a"] == {"status": "queued"}
+    assert jobs._engine.pool.checkedout() >= 1
+    jobs.close()
+    assert jobs._engine.pool.checkedout() == 0
