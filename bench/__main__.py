@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                              "leave it out)")
     parser.add_argument("--no-writers", action="store_true",
                         help="leave out the writer processes")
-    parser.add_argument("--docs", default="docs", help="where the full run writes its report")
+    parser.add_argument("--docs", help="where to write the report (default: docs/, and only "
+                                       "after a full run; given, also after a partial one)")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
 
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.json:
             report.write_json(Path(args.json), results, concurrency, verify)
-        if not args.smoke and not partial:
-            written = report.write(Path(args.docs), results, concurrency, verify, env,
+        if not args.smoke and (args.docs or not partial):
+            written = report.write(Path(args.docs or "docs"), results, concurrency, verify, env,
                                    repeats=sizes["repeats"])
             print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     finally:
