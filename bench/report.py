@@ -259,6 +259,23 @@ def missed_notes(results: Sequence[Result]) -> dict[str, str]:
     }
 
 
+READING = """\
+- *JobStore memory* encodes every value it is given, as every stage does, so that a value that
+  cannot be stored is refused when it is written rather than at cutover: its set is the
+  encoding's cost, not the dict's.
+- *JobStore shadow* reads the database for a sampled share of memory hits (10 % by default) and
+  compares; its memory-hit figure is mostly those reads.
+- *In-place change* writes each changed job in its own transaction during `sync()` (or the
+  loop's round), after encoding every tracked job to find the changed ones; its cost per job is
+  a set's plus that scan.
+- *raw psycopg* commits each upsert in its own BEGIN/COMMIT, as psycopg does outside autocommit:
+  three round trips. A jobstore write on PostgreSQL is one statement, one round trip, so it
+  lands between that and *raw psycopg, autocommit* (the upsert alone, without the history
+  row).
+- *Writers on one SQLite file*: SQLite takes one writer at a time, so four processes share one
+  write lock; the figure shows what the lock hand-over costs next to one process alone.
+"""
+
 PROFILE = """\
 cProfile and strace on each hot path, then a change only where a measurement showed it pays:
 
@@ -379,8 +396,11 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
         "`JobStore` beside what you would use instead, measured in one run on "
         f"{_machine()}, {when}. {_versions()}.",
         "",
-        "Regenerate with `make bench` (about five minutes); `make bench-smoke` checks in a few "
-        "seconds that every benchmark still runs, and asserts no timing.",
+        "Regenerate with `make bench` (about ten minutes, most of it filling the million-row "
+        "table for the verify benchmark); `make bench-smoke` checks in a few seconds that every "
+        "benchmark still runs, and asserts no timing. The machine these figures come from was "
+        "shared with other work, so the microseconds move from run to run; the ratios, each taken "
+        "within one repetition, are the figures to read.",
         "",
         "## Targets",
         "",
@@ -409,6 +429,7 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
                   "From `bench/verify_scale.py` (its docstring says what is timed): "
                   "`JobStore.verify()` against a raw scan doing the same hash compare.", "",
                   _verify_text(verify, markdown=True), ""]
+    parts += ["## Reading the tables", "", READING, ""]
     parts += ["## Method", "", METHOD.format(repeats=repeats, job_bytes=JOB_BYTES,
                                             wb=WRITE_BACK_BATCH, fast=FAST_BATCH)]
     parts += ["## What the profile showed, and what changed", "", PROFILE, ""]
