@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import IMMUTABLE_TYPES, Codec, parse_document, status_of
-from ..db.control import ControlPlane, Heartbeat
+from ..db.control import ControlPlane, Heartbeat, StageState
 from ..db.engine import create_store_engine, prepare_engine, resolve_url, safe_url
 from ..db.jobs import JobEvent, JobRows, JobWrite, StoredRow, utcnow
 from ..db.schema import DEFAULT_TABLE, KEY_MAX, build_schema
@@ -110,23 +110,37 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         self.shadow_mismatches = 0
         self.shadow_checks = 0
         self._unencodable: set[str] = set()
+        self._deleted_in_memory: set[str] = set()
+        self._cleared_in_memory = False
         self.last_error: str | None = None
         self._new_identity()
 
         self._stage = self._pinned or seed
+        self._schema_ready = False
+        self._last_request = 0
+        state: StageState | None = None
         try:
-            self._control.ensure(seed)
+            self._prepare_database(seed)
             state = self._control.read_stage()
-            self._last_request = self._control.latest_request()
         except DBAPIError as exc:
-            self._dispose()
-            raise StoreUnavailableError(
-                f"cannot reach the database at {self.url}: {_reason(exc)}"
-            ) from exc
+            if self._pinned is not Stage.MEMORY:
+                self._dispose()
+                raise StoreUnavailableError(
+                    f"cannot reach the database at {self.url}: {_reason(exc)}"
+                ) from exc
+            self._note_error(exc)
         self._set_stage(self._pinned or (state.stage if state else seed))
         self._adopt_legacy_entries()
         self._loop = BackgroundLoop(self, JobStore._sync_round, self.sync_interval)
         _open_stores[id(self)] = self
+
+    def _prepare_database(self, seed: Stage) -> None:
+        """Create what is missing and note the verify requests made before this store began.
+
+        A process pinned to ``memory`` starts without its database and does this later."""
+        self._control.ensure(seed)
+        self._last_request = self._control.latest_request()
+        self._schema_ready = True
 
     # the stage -----------------------------------------------------------------------------
 
@@ -176,6 +190,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         track every dict value: code that took it from the dict goes on changing it in place
         (a render loop started in ``memory``)."""
         writes_db = self._rules.writes_db
+        if writes_db:
+            self._replay_memory_deletions()
         for key in list(self._memory):
             _check_key(key)
             entry = self._entries.get(key)
@@ -198,6 +214,16 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             self._entries[key] = Entry(payload, version, NEVER, pending=True)
             self._hold(key, value, payload, None)
             self._queue.put(key, QueuedWrite(payload, status_of(value), attempts=0))
+
+    def _replay_memory_deletions(self) -> None:
+        """Queue the deletions made in ``memory`` for the database, so a job deleted there
+        does not come back from the database once the dict stops being the only copy."""
+        if self._cleared_in_memory:
+            self._queue.put_clear()
+        for key in sorted(self._deleted_in_memory):
+            self._queue.put(key, QueuedWrite(None, None, attempts=0))
+        self._cleared_in_memory = False
+        self._deleted_in_memory.clear()
 
     # reads -----------------------------------------------------------------------------------
 
@@ -439,6 +465,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         rules = self._rules
         if not rules.writes_db:
             self._memory[key] = value
+            self._deleted_in_memory.discard(key)
             self._remember(key, value, None, None, pending=False)
             self._evict()
             return
@@ -510,6 +537,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             if not rules.writes_db:
                 if held_here:
                     self._forget(key)
+                    self._deleted_in_memory.add(key)
                 return _or_missing(value, default, key)
             if not rules.db_authoritative:
                 self._forget(key)
@@ -644,6 +672,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
             self._entries.clear()
             self._tracker.clear()
             if not rules.writes_db:
+                self._cleared_in_memory = True
+                self._deleted_in_memory.clear()
                 return
             try:
                 self._rows.clear(self._instance_id)
@@ -718,6 +748,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         if self._closed:
             return
         try:
+            if not self._schema_ready:
+                self._prepare_database(self._stage)
             self._poll_control()
             self._write_back()
             self._drain_queue()
