@@ -223,6 +223,25 @@ def _versions() -> str:
                       *found])
 
 
+def _what_is_left(results: Sequence[Result]) -> str:
+    idx = _index(results)
+    raw = idx.get(("sqlite", "raw sqlite3", SET))
+    floor = ratio(idx.get(("sqlite", "raw sqlite3 + history row", SET)), raw)
+    ours = ratio(idx.get(("sqlite", "JobStore dual_write", SET)), raw)
+    return (
+        "**What is left of a SQLite write is mostly SQLite's own work.** Each commit rewrites "
+        "four b-tree pages (the job row, its status-index entry, the history row, the history "
+        "index entry) where the bare upsert rewrites one; strace counts 9.6 `pwrite` calls per "
+        "commit against 2.2. The same statements sent by hand on jobstore's tables (*raw sqlite3 "
+        f"+ history row*) cost {floor:.2f}× the bare upsert in this run, and a `dual_write` set "
+        f"{ours:.2f}×; the difference is jobstore's own work (encoding, where pydantic's "
+        "`warnings='error'` alone costs about as much as a second serialization, the dict tier "
+        "and the tracking of the handed-out object). On this shared machine that ratio has "
+        "ranged from 2.1× to 3.2× between runs, so the 2.5× target is met in some runs and "
+        "missed in others; diskcache, which keeps no history, sits at about the same cost."
+    )
+
+
 def missed_notes(results: Sequence[Result]) -> dict[str, str]:
     """Why a target is missed, by target text, with this run's own figures."""
     idx = _index(results)
@@ -432,7 +451,8 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
     parts += ["## Reading the tables", "", READING, ""]
     parts += ["## Method", "", METHOD.format(repeats=repeats, job_bytes=JOB_BYTES,
                                             wb=WRITE_BACK_BATCH, fast=FAST_BATCH)]
-    parts += ["## What the profile showed, and what changed", "", PROFILE, ""]
+    parts += ["## What the profile showed, and what changed", "", PROFILE, "",
+              _what_is_left(results), ""]
     if BEFORE_AFTER:
         parts += ["## Before and after", "", BEFORE_AFTER, ""]
     page.write_text("\n".join(parts))
