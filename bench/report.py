@@ -237,8 +237,9 @@ def _what_is_left(results: Sequence[Result]) -> str:
         f"{ours:.2f}×; the difference is jobstore's own work (encoding, where pydantic's "
         "`warnings='error'` alone costs about as much as a second serialization, the dict tier "
         "and the tracking of the handed-out object). On this shared machine that ratio has "
-        "ranged from 2.1× to 3.2× between runs, so the 2.5× target is met in some runs and "
-        "missed in others; diskcache, which keeps no history, sits at about the same cost."
+        "ranged from 2.1× to 3.2× between full runs (five or seven repetitions each), so the "
+        "2.5× target is met in some runs and missed in others; diskcache, which keeps no "
+        "history, sits at about the same cost."
     )
 
 
