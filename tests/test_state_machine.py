@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import uuid
 from typing import Any
 
@@ -444,3 +445,35 @@ def test_a_job_changed_in_place_during_a_rollback_to_memory_reaches_the_database
         assert state.jobs["a"]["n"] == 50
     finally:
         state.teardown()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_stale_read_of_the_control_row_does_not_undo_a_newer_stage(
+    make_store: Any, backend: str
+) -> None:
+    """The loop read the control row just before the stage changed, and applies what it read
+    only after ``sync()`` applied the new stage: the older read is dropped, not applied."""
+    store = make_store(stage=Stage.MEMORY, sync_interval=3600)
+    store["job"] = {"status": "queued"}
+    real_read = store._control.read_stage
+    main = threading.current_thread()
+    read_done, release = threading.Event(), threading.Event()
+
+    def read_then_stall() -> Any:
+        state = real_read()
+        if threading.current_thread() is not main:
+            read_done.set()
+            release.wait(10)
+        return state
+
+    store._control.read_stage = read_then_stall
+    stale_poll = threading.Thread(target=store._poll_control)
+    stale_poll.start()
+    assert read_done.wait(10)
+    store._control.set_stage(Stage.DUAL_WRITE, "operator")
+    store.sync()
+    assert store.stage is Stage.DUAL_WRITE
+    release.set()
+    stale_poll.join(10)
+    assert store.stage is Stage.DUAL_WRITE
+    assert dict(store.items()) == {"job": {"status": "queued"}}

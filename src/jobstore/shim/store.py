@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -118,6 +119,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         self._stage = self._pinned or seed
         self._schema_ready = False
         self._last_request = 0
+        self._poll_tickets = itertools.count(1)
+        self._poll_applied = 0
         state: StageState | None = None
         try:
             self._prepare_database(seed)
@@ -761,13 +764,20 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     def _poll_control(self) -> None:
         if self._pinned is not None:
             return
+        # The loop and sync() may poll at once; a read that began before the newest applied
+        # one may hold an older stage, and applying it would undo a stage change just made.
+        ticket = next(self._poll_tickets)
         try:
             state = self._control.read_stage()
         except DBAPIError as exc:
             self._note_error(exc)
             return
-        if state is not None and state.stage is not self._stage:
-            self._apply_stage(state.stage)
+        with self._lock:
+            if ticket < self._poll_applied:
+                return
+            self._poll_applied = ticket
+            if state is not None and state.stage is not self._stage:
+                self._apply_stage(state.stage)
 
     def _write_back(self) -> int:
         """Write every handed-out object whose JSON changed; how many could not be written."""
