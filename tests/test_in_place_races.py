@@ -103,6 +103,7 @@ def test_verify_does_not_call_an_in_place_change_awaiting_its_write_back_drift(p
         job = jobs["abc123"]
         job["progress"] = 0.75
         assert jobs.verify().consistent
+        jobs.sync()  # the change lands now, so no later write-back races the edit below
         with sqlite3.connect(path) as conn:
             conn.execute("UPDATE jobs SET payload = ? WHERE key = 'abc123'",
                          (json.dumps({"status": "failed", "progress": 0.5}),))
