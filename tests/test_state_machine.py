@@ -232,7 +232,9 @@ class JobStoreMachine(RuleBasedStateMachine):
         held.obj["n"] = n
         held.obj.setdefault("tags", []).append("changed")
         if held.live:
-            if self.rules_.keeps_memory and held.key in self.mem:
+            # Written back like an assignment: into the dict too where the stage keeps one
+            # (at the latest when the stage changes, by the rules of the stage it was made in).
+            if self.rules_.keeps_memory:
                 self.mem[held.key] = copy.deepcopy(held.obj)
             if self.rules_.writes_db:
                 self.db[held.key] = copy.deepcopy(held.obj)
@@ -447,6 +449,30 @@ def test_a_job_changed_in_place_during_a_rollback_to_memory_reaches_the_database
         state.close_and_reopen()
         _check(state)
         assert state.jobs["a"]["n"] == 50
+    finally:
+        state.teardown()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_change_in_place_not_yet_written_back_survives_a_rollback_to_memory(
+    db_url: str, backend: str
+) -> None:
+    """A job kept from db_only and changed in place in db_primary, with the stage moving to
+    memory before the next write-back, is written back as db_primary writes (database and
+    dict) instead of being left out of both."""
+    state = _machine(db_url, backend, [])()
+    try:
+        state.open_store(stage=Stage.DB_ONLY, items={"a": {"status": "queued", "n": 1}})
+        kept = state.take(key="a")
+        state.change_stage(target_stage=Stage.DB_PRIMARY)
+        state.change_in_place(held=kept, n=77, sync=False)
+        state.change_stage(target_stage=Stage.MEMORY)
+        _check(state)
+        assert state.jobs["a"]["n"] == 77
+        state.change_stage(target_stage=Stage.DUAL_WRITE)
+        state.close_and_reopen()
+        _check(state)
+        assert state.jobs["a"]["n"] == 77
     finally:
         state.teardown()
 

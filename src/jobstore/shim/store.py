@@ -172,11 +172,15 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         """Follow the control row to ``new``, carrying what the dict holds across.
 
         Leaving ``memory`` takes the dict's jobs into the database first, also when the new
-        stage keeps no dict (``memory`` straight to ``db_only``), so none is dropped.
+        stage keeps no dict (``memory`` straight to ``db_only``), so none is dropped. Changes
+        made in place before the change are written by the rules of the stage they were made
+        in (else a move to ``memory`` would leave them out of both the database and the dict).
         """
         with self._lock:
             old = self._rules
             rules = new.rules
+            if old.writes_db:
+                self._write_back()
             if not old.writes_db and rules.writes_db:
                 self._set_stage(new)
                 self._adopt_legacy_entries()
