@@ -22,6 +22,8 @@ from .jobs import utcnow
 from .schema import SCHEMA_VERSION, Schema, create_schema
 
 COMPONENT = "jobstore"
+KEPT_VERIFY_REQUESTS = 100
+"""Verify requests kept per job table (with their reports); older ones are deleted."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,22 @@ class ControlPlane:
         with self.engine.connect() as conn, write_transaction(conn, self._begin):
             conn.execute(insert(r), {"job_table": self.job_table, "requested_at": utcnow(),
                                      "requested_by": requested_by[:128]})
-            return int(conn.execute(
+            request_id = int(conn.execute(
                 select(func.max(r.c.id)).where(r.c.job_table == self.job_table)).scalar_one())
+            self._prune_requests(conn)
+            return request_id
+
+    def _prune_requests(self, conn: Any) -> None:
+        """Drop all but the newest verify requests and their reports: only recent ones are
+        ever read."""
+        r, rep = self.schema.verify_requests, self.schema.verify_reports
+        old = (select(r.c.id).where(r.c.job_table == self.job_table)
+               .order_by(r.c.id.desc()).offset(KEPT_VERIFY_REQUESTS))
+        old_ids = [int(x) for x in conn.execute(old).scalars()]
+        if not old_ids:
+            return
+        conn.execute(delete(rep).where(rep.c.request_id.in_(old_ids)))
+        conn.execute(delete(r).where(r.c.id.in_(old_ids)))
 
     def latest_request(self) -> int:
         r = self.schema.verify_requests
