@@ -19,6 +19,7 @@ import pytest
 
 from jobstore import JobStore, Stage, StoreUnavailableError
 from jobstore.verify import DriftKind
+from workers.loop_rounds import wait_for_first_loop_round
 from workers.models import PresentationJob, sample_job
 
 BUSY_TIMEOUT = 0.2
@@ -94,6 +95,7 @@ def test_in_a_dict_first_stage_a_failing_db_is_invisible_and_the_writes_land_aft
     jobs["a"] = sample_job("a", 1)
     jobs["gone"] = sample_job("gone", 2)
     a = jobs["a"]
+    wait_for_first_loop_round(jobs)  # its next round is an interval (600 s) away
     before = stored(path)
 
     with FAULTS[fault](path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobstore import JobStore, Stage, admin
+from workers.loop_rounds import wait_for_first_loop_round
 
 
 def stored(path: Path, key: str) -> dict[str, object]:
@@ -100,6 +101,7 @@ def test_verify_does_not_call_an_in_place_change_awaiting_its_write_back_drift(p
     it); the same job changed in the database behind the process's back is."""
     with JobStore(f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=60) as jobs:
         jobs["abc123"] = {"status": "processing", "progress": 0.5}
+        wait_for_first_loop_round(jobs)  # no round writes the change back during the test
         job = jobs["abc123"]
         job["progress"] = 0.75
         assert jobs.verify().consistent

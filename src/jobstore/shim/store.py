@@ -933,11 +933,14 @@ class JobStore(MutableMapping[str, V], Generic[V]):
                 if self._judge(key, rows.get(key)) is not None:
                     suspects.append(key)
         if suspects:
-            rows = self._read_rows_for_verify(suspects) or {}
-            for key in suspects:
-                drift = self._judge(key, rows.get(key))
-                if drift is not None:
-                    drifts.append(drift)
+            # Read again under the write lock: no write of this process is in flight then, so
+            # a write-back that had not committed at the first read is not called drift.
+            with self._lock:
+                rows = self._read_rows_for_verify(suspects) or {}
+                for key in suspects:
+                    drift = self._judge(key, rows.get(key))
+                    if drift is not None:
+                        drifts.append(drift)
         return VerifyReport(
             instance_id=self._instance_id, stage=self._stage.value, checked=len(keys),
             drifts=tuple(drifts), queued_writes=len(self._queue),
