@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..exceptions import JobStoreError
@@ -144,12 +144,6 @@ class ControlPlane:
             item["sync_interval"] = float(item["sync_interval"])
             found.append(item)
         return found
-
-    def prune_instances(self, older_than: datetime) -> int:
-        i = self.schema.instances
-        with self.engine.connect() as conn:
-            return int(conn.execute(delete(i).where(and_(
-                i.c.job_table == self.job_table, i.c.heartbeat_at < older_than))).rowcount)
 
     # verify requests -----------------------------------------------------------------------
 

@@ -90,7 +90,6 @@ class JobRows:
         self._get_many = select(key, jobs.c.payload, jobs.c.version).where(
             key.in_(bindparam("keys", expanding=True))
         )
-        self._exists = select(literal(1)).where(key == bindparam("key"))
         self._version = select(jobs.c.version).where(key == bindparam("key"))
         self._count = select(func.count()).select_from(jobs)
         self._full_row = select(jobs).where(key == bindparam("key"))
@@ -144,10 +143,6 @@ class JobRows:
                 for row in conn.execute(self._get_many, {"keys": chunk}):
                     found[row[0]] = StoredRow(row[1], row[2])
         return found
-
-    def exists(self, key: str) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(self._exists, {"key": key}).first() is not None
 
     def count(self) -> int:
         with self.engine.connect() as conn:

@@ -77,7 +77,3 @@ class RetryQueue:
     def deleted_keys(self) -> set[str]:
         with self._lock:
             return {key for key, write in self._writes.items() if write.is_delete}
-
-    def stored_keys(self) -> set[str]:
-        with self._lock:
-            return {key for key, write in self._writes.items() if not write.is_delete}
