@@ -222,7 +222,7 @@ def _corrupt(raw: Engine, table: str, key: str, payload: str) -> None:
         conn.execute(update(jobs).where(jobs.c.key == key).values(payload=payload))
 
 
-DB_READING = [s for s in Stage if s.rules.reads_db]
+DB_READING = [s for s in Stage if s.rules.writes_db]
 
 
 @pytest.mark.parametrize("stage", DB_READING)

@@ -1,7 +1,7 @@
-"""The five stages and, in one table, what each of them writes, reads, trusts and compares.
+"""The five stages, in migration order, and in one table the four facts that set them apart.
 
-Every behaviour that differs between stages is looked up here; the store never asks
-``if stage == ...``.
+Every behaviour that differs between stages is looked up here (the store picks its read and
+write policy by a stage's `Authority`); nothing else asks ``if stage == ...``.
 """
 
 from __future__ import annotations
@@ -34,56 +34,66 @@ class Stage(StrEnum):
     def rules(self) -> StageRules:
         return STAGE_RULES[self]
 
+    @property
+    def step(self) -> int:
+        """The stage's place in the migration: 0 for ``memory`` up to 4 for ``db_only``."""
+        return _ORDER.index(self)
+
     def previous(self) -> Stage | None:
         """The stage one step back, or None from ``memory``."""
-        order = list(Stage)
-        index = order.index(self)
-        return order[index - 1] if index else None
+        return _ORDER[self.step - 1] if self.step else None
+
+    def next(self) -> Stage | None:
+        """The stage one step forward, or None from ``db_only``."""
+        return _ORDER[self.step + 1] if self.step + 1 < len(_ORDER) else None
+
+
+class Authority(StrEnum):
+    """Which copy a stage trusts, and so which read and write policy the store runs."""
+
+    MEMORY = "memory"
+    """Only the dict: the database is not written (the legacy behaviour)."""
+    DICT = "dict"
+    """The dict first, the database behind it: a failed database write is queued."""
+    DATABASE = "database"
+    """The database first: its failure is the caller's failure."""
 
 
 @dataclass(frozen=True)
 class StageRules:
     """What a stage does, as data."""
 
+    authority: Authority
+    """Which copy is the source of truth (see `Authority`)."""
     keeps_memory: bool
     """The dict tier holds values."""
-    writes_db: bool
-    """Writes go to the database."""
-    db_authoritative: bool
-    """The database is the source of truth: it is written first, read first, and its failure is
-    the caller's failure. Otherwise the dict is, and a failed database write is queued."""
-    reads_db: bool
-    """The database may be read (on a dict miss, or always when it is authoritative)."""
-    lists_db: bool
-    """Iteration and ``len`` cover the database's keys."""
     shadow_compares: bool
     """A sampled share of dict reads also reads the database and compares."""
-    compares_on_read: bool
-    """Every database read is compared with the dict."""
+
+    @property
+    def writes_db(self) -> bool:
+        """Writes go to the database, which is also read and listed."""
+        return self.authority is not Authority.MEMORY
+
+    @property
+    def db_authoritative(self) -> bool:
+        return self.authority is Authority.DATABASE
+
+    @property
+    def compares_on_read(self) -> bool:
+        """Every database read is compared with the dict kept beside it."""
+        return self.keeps_memory and self.db_authoritative
 
 
 STAGE_RULES: dict[Stage, StageRules] = {
-    Stage.MEMORY: StageRules(
-        keeps_memory=True, writes_db=False, db_authoritative=False, reads_db=False,
-        lists_db=False, shadow_compares=False, compares_on_read=False,
-    ),
-    Stage.DUAL_WRITE: StageRules(
-        keeps_memory=True, writes_db=True, db_authoritative=False, reads_db=True,
-        lists_db=True, shadow_compares=False, compares_on_read=False,
-    ),
-    Stage.SHADOW: StageRules(
-        keeps_memory=True, writes_db=True, db_authoritative=False, reads_db=True,
-        lists_db=True, shadow_compares=True, compares_on_read=False,
-    ),
-    Stage.DB_PRIMARY: StageRules(
-        keeps_memory=True, writes_db=True, db_authoritative=True, reads_db=True,
-        lists_db=True, shadow_compares=False, compares_on_read=True,
-    ),
-    Stage.DB_ONLY: StageRules(
-        keeps_memory=False, writes_db=True, db_authoritative=True, reads_db=True,
-        lists_db=True, shadow_compares=False, compares_on_read=False,
-    ),
+    Stage.MEMORY: StageRules(Authority.MEMORY, keeps_memory=True, shadow_compares=False),
+    Stage.DUAL_WRITE: StageRules(Authority.DICT, keeps_memory=True, shadow_compares=False),
+    Stage.SHADOW: StageRules(Authority.DICT, keeps_memory=True, shadow_compares=True),
+    Stage.DB_PRIMARY: StageRules(Authority.DATABASE, keeps_memory=True, shadow_compares=False),
+    Stage.DB_ONLY: StageRules(Authority.DATABASE, keeps_memory=False, shadow_compares=False),
 }
+
+_ORDER: tuple[Stage, ...] = tuple(Stage)
 
 
 def check_transition(current: Stage, target: Stage, *, force: bool) -> None:

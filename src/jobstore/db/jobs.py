@@ -30,6 +30,8 @@ from .engine import begin_statement, write_transaction
 from .schema import Schema
 
 SCAN_BATCH = 2000
+READ_BATCH = 500
+"""Keys per statement where keys are bound as a list (an IN clause)."""
 """Rows fetched per round trip when scanning the whole table (keyset pagination, no cursor
 held open between batches)."""
 
@@ -138,8 +140,8 @@ class JobRows:
     def get_many(self, keys: Sequence[str]) -> dict[str, StoredRow]:
         found: dict[str, StoredRow] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start:start + 500])
+            for start in range(0, len(keys), READ_BATCH):
+                chunk = list(keys[start:start + READ_BATCH])
                 for row in conn.execute(self._get_many, {"keys": chunk}):
                     found[row[0]] = StoredRow(row[1], row[2])
         return found
@@ -239,8 +241,8 @@ class JobRows:
                  "created_at": now, "updated_at": now, "written_by": written_by}
                 for w in latest.values()
             ])
-            for start in range(0, len(keys), 500):
-                for row in conn.execute(self._versions, {"keys": keys[start:start + 500]}):
+            for start in range(0, len(keys), READ_BATCH):
+                for row in conn.execute(self._versions, {"keys": keys[start:start + READ_BATCH]}):
                     versions[row[0]] = int(row[1])
             conn.execute(self._record, [
                 {"key": w.key, "version": versions[w.key], "op": "set", "payload": w.payload,

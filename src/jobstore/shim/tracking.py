@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -23,7 +23,7 @@ class Held:
         self.version = version
 
 
-# References a held object has from the store alone while `release_unreferenced` looks at it:
+# References a held object has from the store alone while `unreferenced` looks at it:
 # the Held slot, the loop's local variable and getrefcount's own argument.
 _OWN_REFERENCES = 3
 
@@ -32,30 +32,31 @@ class Tracker:
     """The latest object handed out for each key, with the JSON it was last known to have."""
 
     def __init__(self) -> None:
-        self._held: dict[str, Held] = {}
+        self.held: dict[str, Held] = {}
+        """Read without the lock on the hot path; changed only under the store's lock."""
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._held)
+        return len(self.held)
 
     def get(self, key: str) -> Held | None:
-        return self._held.get(key)
+        return self.held.get(key)
 
     def hold(self, key: str, obj: Any, baseline: str | None, version: int | None) -> None:
-        held = self._held.get(key)
+        held = self.held.get(key)
         if held is not None and held.obj is obj:
             if version is not None and held.version is not None and version < held.version:
                 return  # a read older than this object's own last write: keep the newer baseline
             held.baseline = baseline
             held.version = version
             return
-        self._held[key] = Held(obj, baseline, version)
+        self.held[key] = Held(obj, baseline, version)
 
     def drop(self, key: str) -> None:
-        self._held.pop(key, None)
+        self.held.pop(key, None)
 
     def clear(self) -> None:
-        self._held.clear()
+        self.held.clear()
 
     def after_fork(self) -> None:
         """In a forked child: a lock another thread of the parent held at the fork stays held."""
@@ -63,7 +64,7 @@ class Tracker:
 
     def snapshot(self) -> list[tuple[str, Held]]:
         with self._lock:
-            return list(self._held.items())
+            return list(self.held.items())
 
     def unreferenced(self, key: str, held: Held, memory: Mapping[str, Any]) -> bool:
         """Whether only the store refers to ``held``'s object: then nothing else can change it."""
@@ -72,19 +73,5 @@ class Tracker:
         return sys.getrefcount(obj) <= own
 
     def release(self, key: str, held: Held) -> None:
-        if self._held.get(key) is held:
-            del self._held[key]
-
-    def release_if_unreferenced(self, key: str, held: Held, memory: Mapping[str, Any]) -> bool:
-        """Forget ``held`` if only the store refers to its object; whether it was forgotten.
-
-        Ask `unreferenced` before encoding the object for the last time instead: asked after,
-        a change made between the encoding and the caller dropping its reference is lost.
-        """
-        if not self.unreferenced(key, held, memory):
-            return False
-        self.release(key, held)
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._held))
+        if self.held.get(key) is held:
+            del self.held[key]

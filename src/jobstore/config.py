@@ -1,0 +1,38 @@
+"""Every ``JOBSTORE_*`` environment variable the library reads, and the defaults behind them."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .db.engine import DEFAULT_URL
+from .db.schema import DEFAULT_TABLE
+from .stages import Stage
+
+DEFAULT_SHADOW_SAMPLE = 0.1
+
+
+def url(given: str | None = None) -> str:
+    """The database URL: the one given, else ``$JOBSTORE_URL``, else an SQLite file here."""
+    return given or os.environ.get("JOBSTORE_URL") or DEFAULT_URL
+
+
+def table(given: str | None = None) -> str:
+    """The job table: the one given, else ``$JOBSTORE_TABLE``, else ``jobs``."""
+    return given or os.environ.get("JOBSTORE_TABLE") or DEFAULT_TABLE
+
+
+def pinned_stage() -> Stage | None:
+    """The stage ``$JOBSTORE_STAGE`` pins this process to (an emergency override), if any."""
+    name = os.environ.get("JOBSTORE_STAGE")
+    return Stage.parse(name) if name else None
+
+
+def shadow_sample_rate(given: float | None = None) -> float:
+    """The share of shadow reads compared: given, else ``$JOBSTORE_SHADOW_SAMPLE``, else 0.1."""
+    value = given
+    if value is None:
+        value = float(os.environ.get("JOBSTORE_SHADOW_SAMPLE", DEFAULT_SHADOW_SAMPLE))
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise ValueError("shadow_sample_rate must be between 0 and 1")
+    return value

@@ -1,0 +1,138 @@
+"""How a process checks its dict against the database: shadow reads, ``verify``, the dump.
+
+A shadow read compares a sampled dict read with the row; ``verify`` judges every key the dict
+holds and reads a suspect again under the write lock before calling it drift, so a write that
+was in flight is not reported.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from ..codec import parse_document
+from ..db.jobs import READ_BATCH, StoredRow, utcnow
+from ..exceptions import DecodeError, EncodeError
+from ..verify import Drift, DriftKind, VerifyReport, diff_documents
+from .keys import MISSING
+from .parts import Parts
+from .tier import Entry
+
+V = TypeVar("V")
+MEMORY_DUMP_FORMAT = "jobstore-memory/1"
+
+
+def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
+    """Read the database too and count a mismatch; never raise to the caller."""
+    if entry.unpersisted:
+        return
+    health = parts.health
+    health.shadow_checks += 1
+    try:
+        row = parts.rows.get(key)
+    except DBAPIError as exc:
+        health.note_error(exc)
+        return
+    if row is None or (row.version == entry.version and row.payload != entry.payload):
+        health.count_mismatch(key)
+    elif row.version > (entry.version or 0):
+        entry.fresh_until = 0.0
+
+
+def verify(parts: Parts[Any]) -> VerifyReport:
+    """This process's dict compared with the database, key by key."""
+    parts.check_open()
+    keys = list(parts.tier.memory)
+    suspects: list[str] = []
+    drifts: list[Drift] = []
+    for start in range(0, len(keys), READ_BATCH):
+        batch = keys[start:start + READ_BATCH]
+        rows = _read_rows(parts, batch)
+        if rows is None:
+            drifts.extend(Drift(k, DriftKind.WRITE_PENDING, detail="database unreachable")
+                          for k in batch)
+            continue
+        suspects.extend(key for key in batch if _judge(parts, key, rows.get(key)) is not None)
+    if suspects:
+        # Read again under the write lock: no write of this process is in flight then, so a
+        # write-back that had not committed at the first read is not called drift.
+        with parts.lock:
+            rows = _read_rows(parts, suspects) or {}
+            for key in suspects:
+                drift = _judge(parts, key, rows.get(key))
+                if drift is not None:
+                    drifts.append(drift)
+    identity = parts.identity
+    return VerifyReport(
+        instance_id=identity.instance_id, stage=parts.stage.value, checked=len(keys),
+        drifts=tuple(drifts), queued_writes=len(parts.queue),
+        failed_writes=len(parts.tier.unencodable),
+        extra={"host": identity.host, "pid": identity.pid},
+    )
+
+
+def _read_rows(parts: Parts[Any], keys: list[str]) -> dict[str, StoredRow] | None:
+    try:
+        return parts.rows.get_many(keys)
+    except DBAPIError as exc:
+        parts.health.note_error(exc)
+        return None
+
+
+def _judge(parts: Parts[Any], key: str, row: StoredRow | None) -> Drift | None:
+    tier = parts.tier
+    value = tier.memory.get(key, MISSING)
+    if value is MISSING:
+        return None
+    queued = parts.queue.get(key)
+    if queued is not None or parts.queue.clear_pending:
+        kind = DriftKind.WRITE_FAILED if queued and queued.attempts else DriftKind.WRITE_PENDING
+        return Drift(key, kind, detail=queued.last_error if queued else "clear pending")
+    try:
+        payload = parts.codec.encode(value)
+    except EncodeError as exc:
+        return Drift(key, DriftKind.UNENCODABLE, detail=str(exc))
+    if row is None:
+        return Drift(key, DriftKind.MISSING_IN_DB)
+    if row.payload == payload:
+        return None
+    entry = tier.entries.get(key)
+    if entry is not None and not entry.unpersisted and row.version > (entry.version or 0):
+        # An older copy of a job another process has rewritten since (this one read it
+        # earlier): the next read revalidates it, so it is a stale cache, not drift.
+        return None
+    held = tier.tracker.get(key)
+    if held is not None and held.obj is value and held.baseline == row.payload:
+        # The database holds what this process last wrote; the object has changed in place
+        # since, and the next write-back round (or a stage change, or close) persists it.
+        return None
+    try:
+        parts.codec.decode(key, row.payload)
+    except DecodeError as exc:
+        return Drift(key, DriftKind.UNDECODABLE, detail=exc.reason)
+    memory_doc, db_doc = json.loads(payload), parse_document(row.payload)
+    if memory_doc == db_doc:
+        return None
+    return Drift(key, DriftKind.CHANGED, tuple(diff_documents(memory_doc, db_doc)))
+
+
+def memory_document(parts: Parts[Any]) -> dict[str, Any]:
+    """The dict as the document ``jobstore verify --snapshot`` reads."""
+    jobs: dict[str, Any] = {}
+    unencodable: list[str] = []
+    memory = parts.tier.memory
+    for key in list(memory):
+        value = memory.get(key, MISSING)
+        if value is MISSING:
+            continue
+        try:
+            jobs[key] = json.loads(parts.codec.encode(value))
+        except EncodeError:
+            unencodable.append(key)
+    return {
+        "format": MEMORY_DUMP_FORMAT, "table": parts.table, "instance_id": parts.instance_id,
+        "stage": parts.stage.value, "dumped_at": utcnow().isoformat(),
+        "jobs": jobs, "unencodable": unencodable,
+    }

@@ -1,0 +1,89 @@
+"""`Parts`: everything one store is made of, shared by its policies, its loop and its audit.
+
+The `JobStore` facade owns one `Parts`; the stage follower swaps ``rules`` and ``policy`` when
+the fleet's stage changes. Writes take ``lock``, so the dict and the database see them in one
+order; reads the dict can answer take no lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ..codec import Codec
+from ..db.control import ControlPlane
+from ..db.jobs import JobRows
+from ..exceptions import JobStoreError
+from ..stages import Authority, Stage, StageRules
+from .health import Health
+from .process import Identity
+from .retry import RetryQueue
+from .tier import DictTier
+
+if TYPE_CHECKING:
+    from .loop import BackgroundLoop
+    from .policy import Policy
+
+V = TypeVar("V")
+
+
+class Parts(Generic[V]):
+    def __init__(self, *, table: str, url: str, codec: Codec[V], rows: JobRows,
+                 control: ControlPlane, tier: DictTier[V], queue: RetryQueue,
+                 sync_interval: float, shadow_rate: float, pinned: Stage | None,
+                 policies: dict[Authority, type[Policy[Any]]]) -> None:
+        self.table = table
+        self.url = url
+        self.codec = codec
+        self.rows = rows
+        self.control = control
+        self.tier = tier
+        self.queue = queue
+        self.health = Health()
+        self.identity = Identity()
+        self.lock = threading.RLock()
+        self.sync_interval = sync_interval
+        self.shadow_rate = shadow_rate
+        self.pinned = pinned
+        self.closed = False
+        self.loop_started = False
+        self.loop: BackgroundLoop | None = None
+        self.schema_ready = False
+        self.policies: dict[Authority, Policy[V]] = {a: p(self) for a, p in policies.items()}
+        self.stage = Stage.MEMORY
+        self.rules: StageRules = self.stage.rules
+        self.policy: Policy[V] = self.policies[self.rules.authority]
+
+    @property
+    def instance_id(self) -> str:
+        return self.identity.instance_id
+
+    def set_stage(self, stage: Stage) -> None:
+        """Run ``stage`` from now on: its rules, and the policy of its authority."""
+        self.stage = stage
+        self.rules = stage.rules
+        self.policy = self.policies[self.rules.authority]
+        self.tier.writes_db = self.rules.writes_db
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise JobStoreError("this JobStore is closed")
+
+    def start(self) -> None:
+        """Start the background loop at the store's first use."""
+        if not self.loop_started and self.loop is not None:
+            self.loop_started = True
+            self.loop.ensure_started()
+
+    def ready(self) -> None:
+        """What every call but the hottest reads does first: refuse if closed, start the loop."""
+        if self.closed or not self.loop_started:
+            self.check_open()
+            self.start()
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.RLock()
+        self.tier.tracker.after_fork()
+        self.queue.after_fork()
+        self.identity = Identity()
+        self.loop_started = False

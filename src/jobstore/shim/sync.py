@@ -1,0 +1,85 @@
+"""A sync round: follow the stage, write back, retry, heartbeat, answer verify requests.
+
+The background loop runs one every ``sync_interval``; ``JobStore.sync()`` runs one now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..db.control import Heartbeat
+from ..db.jobs import utcnow
+from ..exceptions import StoreUnavailableError
+from ..stages import Stage
+from .audit import verify
+from .flush import drain_queue, write_back
+from .follow import StageFollower
+from .parts import Parts
+
+
+class Sync:
+    def __init__(self, parts: Parts[Any], follower: StageFollower) -> None:
+        self.parts = parts
+        self.follower = follower
+        self._last_request = 0
+
+    def prepare_database(self, seed: Stage) -> None:
+        """Create what is missing and note the verify requests made before this store began.
+
+        A process pinned to ``memory`` starts without its database and does this later."""
+        parts = self.parts
+        parts.control.ensure(seed)
+        self._last_request = parts.control.latest_request()
+        parts.schema_ready = True
+
+    def now(self) -> None:
+        """``JobStore.sync()``: raises where the database is the authority and a change
+        could not be written; in the dict-first stages failed writes stay queued instead."""
+        parts = self.parts
+        self.follower.poll()
+        failures = write_back(parts)
+        drain_queue(parts)
+        if failures and parts.rules.db_authoritative:
+            raise StoreUnavailableError(
+                f"{failures} in-place change(s) could not be written: {parts.health.last_error}")
+
+    def flush(self) -> None:
+        """At ``close()``: what is still owed to the database, written or retried once more."""
+        write_back(self.parts)
+        drain_queue(self.parts)
+
+    def round(self) -> None:
+        """One round of the background loop; it never raises."""
+        parts = self.parts
+        if parts.closed:
+            return
+        try:
+            if not parts.schema_ready:
+                self.prepare_database(parts.stage)
+            self.follower.poll()
+            write_back(parts)
+            drain_queue(parts)
+            self._heartbeat()
+            self._answer_verify_requests()
+        except Exception as exc:  # the loop must outlive any one failure
+            parts.health.note_error(exc)
+
+    def _heartbeat(self) -> None:
+        parts = self.parts
+        identity, health = parts.identity, parts.health
+        parts.control.beat(Heartbeat(
+            instance_id=identity.instance_id, host=identity.host, pid=identity.pid,
+            stage=parts.stage.value, pinned=parts.pinned.value if parts.pinned else None,
+            started_at=identity.started_at, heartbeat_at=utcnow(),
+            sync_interval=parts.sync_interval, memory_items=len(parts.tier),
+            tracked_items=len(parts.tier.tracker), queued_writes=len(parts.queue),
+            failed_writes=len(parts.tier.unencodable),
+            shadow_mismatches=health.shadow_mismatches, last_error=health.last_error,
+        ))
+
+    def _answer_verify_requests(self) -> None:
+        parts = self.parts
+        for request_id in parts.control.requests_after(self._last_request):
+            report = verify(parts)
+            parts.control.submit_report(request_id, parts.instance_id, report.to_dict())
+            self._last_request = request_id

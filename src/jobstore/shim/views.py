@@ -1,0 +1,47 @@
+"""``items()`` and ``values()``: set-like views, as a dict's are, iterated in one streamed scan."""
+
+from __future__ import annotations
+
+from collections.abc import ItemsView, Iterator, ValuesView
+from typing import TYPE_CHECKING, TypeVar
+
+from .keys import MISSING
+
+if TYPE_CHECKING:
+    from .store import JobStore
+
+V = TypeVar("V")
+
+
+class JobItemsView(ItemsView[str, V]):
+    def __init__(self, store: JobStore[V]) -> None:
+        super().__init__(store)
+        self._store = store
+
+    def __iter__(self) -> Iterator[tuple[str, V]]:
+        return self._store._parts.policy.items()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
+            return False
+        key, value = item
+        found = self._store.get(key, MISSING)
+        return found is not MISSING and (found is value or bool(found == value))
+
+
+class JobValuesView(ValuesView[V]):
+    def __init__(self, store: JobStore[V]) -> None:
+        super().__init__(store)
+        self._store = store
+
+    def __iter__(self) -> Iterator[V]:
+        return (value for _key, value in self._store._parts.policy.items())
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, item: object) -> bool:
+        return any(value is item or value == item for value in self)
