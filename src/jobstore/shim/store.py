@@ -25,21 +25,30 @@ from ..db.redact import reason
 from ..db.schema import build_schema
 from ..exceptions import StoreUnavailableError
 from ..snapshot import write_json_atomic
-from ..stages import Stage
+from ..stages import Authority, Stage
 from ..verify import VerifyReport
 from . import audit, process
+from .db_first import DatabaseFirst
+from .dict_first import DictFirst
 from .follow import StageFollower, adopt_dict_entries
 from .history import JobVersion
 from .keys import MISSING, check_key
 from .loop import BackgroundLoop
 from .parts import Parts
-from .policy import POLICIES, Writes
+from .policy import MemoryOnly, Policy, Writes
 from .retry import RetryQueue
 from .sync import Sync
 from .tier import DictTier
 from .views import JobItemsView, JobValuesView
 
 V = TypeVar("V")
+
+POLICIES: dict[Authority, type[Policy[Any]]] = {
+    Authority.MEMORY: MemoryOnly,
+    Authority.DICT: DictFirst,
+    Authority.DATABASE: DatabaseFirst,
+}
+"""The policy each authority runs: the one place a stage's reads and writes are chosen."""
 
 
 class JobStore(MutableMapping[str, V], Generic[V]):
