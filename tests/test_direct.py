@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,12 +13,14 @@ from sqlalchemy import create_engine, event
 
 from jobstore import JobStore, Stage
 
+MakeStore = Callable[..., JobStore[Any]]
 HOT_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 """The backends whose hot statements skip SQLAlchemy (MySQL keeps the Core path)."""
 
 
 @HOT_BACKENDS
-def test_every_write_through_the_hot_path_lands_with_its_history_event(make_store):
+def test_every_write_through_the_hot_path_lands_with_its_history_event(
+        make_store: MakeStore) -> None:
     """A hundred writes of one key leave version 100 and a history of versions 1 to 100."""
     jobs = make_store(stage=Stage.DB_ONLY)
     for n in range(100):
@@ -29,7 +33,8 @@ def test_every_write_through_the_hot_path_lands_with_its_history_event(make_stor
     assert jobs._rows.row("abc123").version == 100
 
 
-def test_an_engine_with_a_statement_listener_sees_the_hot_statements(tmp_path, table_name):
+def test_an_engine_with_a_statement_listener_sees_the_hot_statements(
+        tmp_path: Path, table_name: str) -> None:
     """Tracing hooks on the engine (before_cursor_execute) still see every read and write:
     the store then sends them through SQLAlchemy."""
     engine = create_engine(f"sqlite:///{tmp_path}/jobs.db")
@@ -52,7 +57,8 @@ def test_an_engine_with_a_statement_listener_sees_the_hot_statements(tmp_path, t
 
 
 @HOT_BACKENDS
-def test_a_thread_that_finds_the_kept_connection_busy_reads_through_a_pooled_one(make_store):
+def test_a_thread_that_finds_the_kept_connection_busy_reads_through_a_pooled_one(
+        make_store: MakeStore) -> None:
     """While one thread uses the kept connection, another reads and writes without waiting for
     it, and gives its pooled connection back."""
     jobs = make_store(stage=Stage.DB_ONLY)
@@ -82,7 +88,7 @@ def _settles_to(jobs: JobStore[Any], count: int) -> bool:
 
 
 @HOT_BACKENDS
-def test_closing_the_store_gives_the_kept_connection_back(make_store):
+def test_closing_the_store_gives_the_kept_connection_back(make_store: MakeStore) -> None:
     """After close no connection of the store's pool is left checked out."""
     jobs = make_store(stage=Stage.DB_ONLY)
     jobs["a"] = {"status": "queued"}
