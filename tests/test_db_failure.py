@@ -143,7 +143,7 @@ def test_the_background_loop_drains_the_queue_within_a_few_intervals_once_the_fa
     with write_lock_held(path):
         jobs["b"] = sample_job("b", 2)
         assert jobs.queued_writes == 1
-        time.sleep(0.5)                                 # rounds fail and keep it queued
+        jobs.sync()                                     # a drain that fails keeps it queued
         assert jobs.queued_writes == 1
     cleared = time.monotonic()
     while jobs.queued_writes:

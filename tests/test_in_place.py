@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobstore import JobStore, Stage
+from workers.loop_rounds import wait_for_first_loop_round
 from workers.models import PresentationJob, sample_job
 
 WRITING_STAGES = [Stage.DUAL_WRITE, Stage.SHADOW, Stage.DB_PRIMARY, Stage.DB_ONLY]
@@ -73,14 +74,6 @@ def wait_for_status(db_path: Path, key: str, status: str, limit: float) -> float
         time.sleep(POLL)
 
 
-def wait_for_first_round(store: JobStore[PresentationJob], limit: float = 10.0) -> None:
-    """Until the loop has run its first round (its heartbeat row exists)."""
-    deadline = time.monotonic() + limit
-    while not any(i["instance_id"] == store.instance_id for i in store._control.instances()):
-        assert time.monotonic() < deadline, "the background loop never ran"
-        time.sleep(0.01)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", WRITING_STAGES)
 def test_an_in_place_change_reaches_the_db_within_one_sync_interval(
@@ -106,7 +99,7 @@ def test_an_in_place_change_reaches_the_db_at_sync(
     jobs = open_store(stage, sync_interval=600)
     jobs["abc123"] = sample_job("abc123")
     job = jobs["abc123"]
-    wait_for_first_round(jobs)
+    wait_for_first_loop_round(jobs)
     job.status = "completed"
     job.options["fps"] = 60
     time.sleep(0.05)
@@ -122,7 +115,7 @@ def test_an_in_place_change_reaches_the_db_at_close(
     jobs = open_store(stage, sync_interval=600)
     jobs["abc123"] = sample_job("abc123")
     job = jobs["abc123"]
-    wait_for_first_round(jobs)
+    wait_for_first_loop_round(jobs)
     job.status = "completed"
     job.video_url = "/download/abc123.mp4?v=2"
     assert document_of(db_path, "abc123")["status"] == "queued"
@@ -167,8 +160,11 @@ def test_objects_nobody_holds_any_more_stop_being_watched(
     for i in range(50):
         assert jobs[f"job-{i}"].job_id == f"job-{i}"
     jobs.sync()
+    # internal: the tracker holds exactly the one object the app still refers to
     assert len(jobs._tracker) == 1
-    assert jobs._tracker.get("job-7").obj is kept
+    held = jobs._tracker.get("job-7")
+    assert held is not None
+    assert held.obj is kept
 
 
 def test_in_db_only_the_same_object_is_handed_out_again_while_tracked(

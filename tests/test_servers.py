@@ -30,6 +30,7 @@ MANY = 2_100
 
 
 def checked_out(store: JobStore[Any]) -> int:
+    # internal: what the store's own engine's pool has checked out (no public count exists)
     return int(store._engine.pool.checkedout())  # type: ignore[attr-defined]
 
 
