@@ -7,14 +7,15 @@ loop's rounds; the in-place case calls ``sync()`` itself, which is the work one 
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
 
 from jobstore import JobStore, Stage
 
 from .env import PG_URL, Env
 from .model import BenchJob
 from .peers import GET_DB, GET_MEMORY, SET, WRITE_BACK, jobs, keys
-from .timing import FAST_BATCH, Case
+from .timing import FAST_BATCH, Bench, Case
 
 SYNC_INTERVAL = 30.0
 WRITE_BACK_BATCH = 50
@@ -137,9 +138,14 @@ class StoreWriteBack:
         self.store.close()
 
 
-OP_BENCH: dict[str, Any] = {
+OP_BENCH: dict[str, Callable[[Target, Stage, int], Bench]] = {
     SET: StoreSet, GET_MEMORY: StoreGetMemory, GET_DB: StoreGetDb, WRITE_BACK: StoreWriteBack,
 }
+
+
+def _store_bench(env: Env, backend: str, stage: Stage, op: str, n: int) -> Bench:
+    """``op`` on a fresh store; its target (a new file or table) is made only when the case runs."""
+    return OP_BENCH[op](Target(env, backend), stage, n)
 
 
 def cases(env: Env, n_fast: int, n_db: int, n_pg: int) -> list[Case]:
@@ -156,6 +162,5 @@ def cases(env: Env, n_fast: int, n_db: int, n_pg: int) -> list[Case]:
                 else:
                     n = n_db if backend == "sqlite" else n_pg
                 out.append(Case(group, f"JobStore {stage.value}", op,
-                                lambda k, b=backend, s=stage, o=op: OP_BENCH[o](
-                                    Target(env, b), s, k), n))
+                                functools.partial(_store_bench, env, backend, stage, op), n))
     return out

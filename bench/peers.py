@@ -8,6 +8,7 @@ cost. diskcache, sqlitedict and shelve run as their users would run them (pickle
 from __future__ import annotations
 
 import dbm
+import functools
 import shelve
 import sqlite3
 from collections.abc import Iterator, MutableMapping
@@ -339,10 +340,10 @@ def cases(env: Env, n_fast: int, n_db: int, n_pg: int) -> list[Case]:
     ]
     for name, opener in (("diskcache.Index", _diskcache), ("sqlitedict", _sqlitedict),
                          ("shelve", _shelve)):
-        out.append(Case("sqlite", name, SET,
-                        lambda n, o=opener: _peer(MappingSet, o, env, n), n_db))
-        out.append(Case("sqlite", name, GET_DB,
-                        lambda n, o=opener: _peer(MappingGet, o, env, n), n_db))
+        out.append(Case("sqlite", name, SET, functools.partial(_peer, MappingSet, opener, env),
+                        n_db))
+        out.append(Case("sqlite", name, GET_DB, functools.partial(_peer, MappingGet, opener, env),
+                        n_db))
     if env.has_pg:
         out += [
             Case("postgresql", "raw psycopg", SET, lambda n: RawPgSet(env, n), n_pg,

@@ -42,8 +42,9 @@ class Concurrency:
 
 
 def _jobstore_writer(url: str, worker: int, count: int, ready: Any, go: Any, out: Any) -> None:
-    with JobStore(url, table="jobs", model=BenchJob, stage=Stage.DUAL_WRITE,
-                  sync_interval=30.0) as store:
+    store: JobStore[BenchJob] = JobStore(url, table="jobs", model=BenchJob,
+                                         stage=Stage.DUAL_WRITE, sync_interval=30.0)
+    with store:
         batch = [(f"w{worker}-{i:06d}", make_job(i)) for i in range(count)]
         ready.put(worker)
         go.wait(START_TIMEOUT_S)
@@ -82,7 +83,7 @@ def _race(target: Any, where: str, processes: int, count: int) -> float:
             ready.get(timeout=START_TIMEOUT_S)
         start = time.monotonic()
         go.set()
-        finishes = [out.get(timeout=START_TIMEOUT_S + 0.01 * count)[1] for _ in procs]
+        finishes: list[float] = [out.get(timeout=START_TIMEOUT_S + 0.01 * count)[1] for _ in procs]
     finally:
         for p in procs:
             p.join(timeout=30)

@@ -120,5 +120,6 @@ def make_store(db_url: str, table_name: str) -> Iterator[Callable[..., JobStore[
     yield make
     for store in opened:
         store.close()
+        # internal: a closed store leaves no connection of its own engine's pool checked out
         checked_out = store._engine.pool.checkedout()  # type: ignore[attr-defined]
         assert checked_out == 0, f"{store!r} left {checked_out} connection(s) checked out"

@@ -127,15 +127,15 @@ def test_a_key_that_is_not_str_raises_type_error(
         with pytest.raises(TypeError):
             store[key]  # type: ignore[index]
         with pytest.raises(TypeError):
-            store.get(key)  # type: ignore[arg-type]
+            store.get(key)  # type: ignore[call-overload]
         with pytest.raises(TypeError):
             del store[key]  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            store.pop(key, None)  # type: ignore[arg-type]
+            store.pop(key, None)  # type: ignore[call-overload]
         with pytest.raises(TypeError):
             store.setdefault(key, {"status": "queued"})  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            store.update({"fine": {}, key: {"status": "queued"}})  # type: ignore[dict-item]
+            store.update({"fine": {}, key: {"status": "queued"}})
         assert key not in store
     assert len(store) == 0
     assert _rows(raw, table_name) == {}

@@ -5,6 +5,7 @@ background loop answers like a separate process would); tests/test_cli_live.py u
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from jobstore import JobStore, Stage, admin
 from jobstore.cli import cli
 
 WAIT_S = 10.0
+Run = Callable[..., Result]
+Stores = Callable[..., JobStore[Any]]
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def url(db_file: Path) -> str:
 
 
 @pytest.fixture
-def run(url: str, table_name: str) -> Callable[..., Result]:
+def run(url: str, table_name: str) -> Run:
     """Run ``jobstore --url URL --table TABLE ARGS...``."""
     runner = CliRunner()
 
@@ -44,7 +47,7 @@ def run(url: str, table_name: str) -> Callable[..., Result]:
 
 
 @pytest.fixture
-def stores(url: str, table_name: str) -> Iterator[Callable[..., JobStore[Any]]]:
+def stores(url: str, table_name: str) -> Iterator[Stores]:
     """Open in-process stores on the test's table; closed afterwards."""
     opened: list[JobStore[Any]] = []
 
@@ -59,8 +62,7 @@ def stores(url: str, table_name: str) -> Iterator[Callable[..., JobStore[Any]]]:
         store.close()
 
 
-def live_store(make: Callable[..., JobStore[Any]], run: Callable[..., Result],
-               **kwargs: Any) -> JobStore[Any]:
+def live_store(make: Stores, run: Run, **kwargs: Any) -> JobStore[Any]:
     """A store whose loop runs and whose heartbeat status already shows."""
     store = make(**kwargs)
     store["job-1"] = {"status": "queued", "slides": 3}
@@ -96,14 +98,14 @@ def change_in_db(db_file: Path, table: str, key: str, document: dict[str, Any]) 
 
 
 @pytest.fixture
-def initialised(run: Callable[..., Result]) -> None:
+def initialised(run: Run) -> None:
     assert run("init").exit_code == 0
 
 
 # exit 0 ------------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("initialised")
-def test_status_json_has_the_stage_and_every_instance(run, stores):
+def test_status_json_has_the_stage_and_every_instance(run: Run, stores: Stores) -> None:
     store = live_store(stores, run)
     result = run("status", "--json")
     assert result.exit_code == 0
@@ -117,17 +119,17 @@ def test_status_json_has_the_stage_and_every_instance(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_status_for_people_names_the_stage_and_the_live_instance(run, stores):
-    store = live_store(stores, run)
+def test_status_for_people_names_the_stage_and_the_live_instance(run: Run, stores: Stores) -> None:
+    live_store(stores, run)
     result = run("status")
     assert result.exit_code == 0
     assert "dual_write" in result.stdout
     assert "Live instances (1)" in result.stdout
-    assert str(store._pid) in result.stdout
+    assert str(os.getpid()) in result.stdout
 
 
 @pytest.mark.usefixtures("initialised")
-def test_verify_of_a_clean_instance_exits_0_and_says_consistent(run, stores):
+def test_verify_of_a_clean_instance_exits_0_and_says_consistent(run: Run, stores: Stores) -> None:
     live_store(stores, run)
     result = run("verify", "--json")
     assert result.exit_code == 0, result.stdout
@@ -137,7 +139,7 @@ def test_verify_of_a_clean_instance_exits_0_and_says_consistent(run, stores):
     assert document["checked"] == 1
 
 
-def test_init_is_idempotent_and_keeps_an_existing_stage(run):
+def test_init_is_idempotent_and_keeps_an_existing_stage(run: Run) -> None:
     first = run("init", "--stage", "shadow", "--json")
     again = run("init", "--stage", "memory", "--json")
     assert (first.exit_code, again.exit_code) == (0, 0)
@@ -148,7 +150,7 @@ def test_init_is_idempotent_and_keeps_an_existing_stage(run):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_stage_without_argument_shows_it_and_with_one_sets_it(run):
+def test_stage_without_argument_shows_it_and_with_one_sets_it(run: Run) -> None:
     assert as_json(run("stage", "--json"))["stage"] == "dual_write"
     result = run("stage", "shadow", "--json")
     assert result.exit_code == 0
@@ -157,7 +159,7 @@ def test_stage_without_argument_shows_it_and_with_one_sets_it(run):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_set_stage_waits_until_the_live_instance_runs_it(run, stores):
+def test_set_stage_waits_until_the_live_instance_runs_it(run: Run, stores: Stores) -> None:
     store = live_store(stores, run)
     result = run("stage", "shadow", "--json")
     assert result.exit_code == 0
@@ -166,7 +168,7 @@ def test_set_stage_waits_until_the_live_instance_runs_it(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_show_history_and_ls_read_the_database(run, stores):
+def test_show_history_and_ls_read_the_database(run: Run, stores: Stores) -> None:
     store = stores()
     store["job-1"] = {"status": "queued", "slides": 3}
     store["job-1"] = {"status": "completed", "slides": 3}
@@ -185,7 +187,7 @@ def test_show_history_and_ls_read_the_database(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_markup_in_a_key_is_printed_as_written(run, stores):
+def test_markup_in_a_key_is_printed_as_written(run: Run, stores: Stores) -> None:
     store = stores()
     store["[red]x[/red]"] = {"status": "[bold]queued"}
     result = run("ls")
@@ -195,7 +197,8 @@ def test_markup_in_a_key_is_printed_as_written(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_export_then_import_copies_every_job_into_another_table(run, stores, tmp_path, url):
+def test_export_then_import_copies_every_job_into_another_table(
+        run: Run, stores: Stores, tmp_path: Path, url: str) -> None:
     store = stores()
     store.update({f"job-{n}": {"status": "queued", "n": n} for n in range(5)})
     dump = tmp_path / "jobs.jsonl"
@@ -212,7 +215,7 @@ def test_export_then_import_copies_every_job_into_another_table(run, stores, tmp
 
 
 @pytest.mark.usefixtures("initialised")
-def test_export_without_file_prints_json_lines_on_stdout(run, stores):
+def test_export_without_file_prints_json_lines_on_stdout(run: Run, stores: Stores) -> None:
     store = stores()
     store["a"] = {"status": "queued"}
     result = run("export")
@@ -222,7 +225,7 @@ def test_export_without_file_prints_json_lines_on_stdout(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_import_never_overwrites_a_newer_row(run, stores, tmp_path):
+def test_import_never_overwrites_a_newer_row(run: Run, stores: Stores, tmp_path: Path) -> None:
     store = stores()
     store["a"] = {"status": "queued"}
     dump = tmp_path / "old.jsonl"
@@ -235,7 +238,8 @@ def test_import_never_overwrites_a_newer_row(run, stores, tmp_path):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_verify_snapshot_of_a_matching_dump_is_consistent(run, stores, tmp_path):
+def test_verify_snapshot_of_a_matching_dump_is_consistent(
+        run: Run, stores: Stores, tmp_path: Path) -> None:
     store = stores()
     store["a"] = {"status": "queued"}
     store.dump_memory(tmp_path / "mem.json")
@@ -247,8 +251,8 @@ def test_verify_snapshot_of_a_matching_dump_is_consistent(run, stores, tmp_path)
 # exit 1 ------------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("initialised")
-def test_verify_reports_a_payload_changed_in_the_db_with_key_and_field(run, stores, db_file,
-                                                                       table_name):
+def test_verify_reports_a_payload_changed_in_the_db_with_key_and_field(
+        run: Run, stores: Stores, db_file: Path, table_name: str) -> None:
     live_store(stores, run)
     change_in_db(db_file, table_name, "job-1", {"status": "failed", "slides": 3})
     result = run("verify", "--json")
@@ -266,7 +270,8 @@ def test_verify_reports_a_payload_changed_in_the_db_with_key_and_field(run, stor
 
 
 @pytest.mark.usefixtures("initialised")
-def test_verify_snapshot_reports_a_job_missing_from_the_db(run, stores, tmp_path):
+def test_verify_snapshot_reports_a_job_missing_from_the_db(
+        run: Run, stores: Stores, tmp_path: Path) -> None:
     assert run("stage", "memory").exit_code == 0
     store = stores()
     store["only-in-memory"] = {"status": "queued"}
@@ -278,7 +283,8 @@ def test_verify_snapshot_reports_a_job_missing_from_the_db(run, stores, tmp_path
 
 
 @pytest.mark.usefixtures("initialised")
-def test_cutover_refuses_on_drift_and_keeps_the_stage(run, stores, db_file, table_name):
+def test_cutover_refuses_on_drift_and_keeps_the_stage(
+        run: Run, stores: Stores, db_file: Path, table_name: str) -> None:
     store = live_store(stores, run)
     change_in_db(db_file, table_name, "job-1", {"status": "failed", "slides": 3})
     result = run("cutover", "--yes", "--json")
@@ -291,7 +297,7 @@ def test_cutover_refuses_on_drift_and_keeps_the_stage(run, stores, db_file, tabl
 
 
 @pytest.mark.usefixtures("initialised")
-def test_cutover_answered_no_at_the_prompt_changes_nothing(run, stores):
+def test_cutover_answered_no_at_the_prompt_changes_nothing(run: Run, stores: Stores) -> None:
     live_store(stores, run)
     result = run("cutover", input="n\n")
     assert result.exit_code == 1
@@ -300,7 +306,7 @@ def test_cutover_answered_no_at_the_prompt_changes_nothing(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_stage_db_only_is_refused_without_force(run):
+def test_stage_db_only_is_refused_without_force(run: Run) -> None:
     result = run("stage", "db_only")
     assert result.exit_code == 1
     assert "cutover" in result.stdout
@@ -308,7 +314,8 @@ def test_stage_db_only_is_refused_without_force(run):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_rollback_to_memory_from_db_primary_is_refused_with_the_job_count(run, stores):
+def test_rollback_to_memory_from_db_primary_is_refused_with_the_job_count(
+        run: Run, stores: Stores) -> None:
     store = stores()
     store.update({"a": {"status": "queued"}, "b": {"status": "queued"}})
     assert run("stage", "db_primary").exit_code == 0
@@ -323,7 +330,7 @@ def test_rollback_to_memory_from_db_primary_is_refused_with_the_job_count(run, s
 
 
 @pytest.mark.usefixtures("initialised")
-def test_show_of_an_unknown_key_exits_1(run):
+def test_show_of_an_unknown_key_exits_1(run: Run) -> None:
     result = run("show", "nope", "--json")
     assert result.exit_code == 1
     assert as_json(result) == {"key": "nope", "found": False, "job": None}
@@ -332,7 +339,7 @@ def test_show_of_an_unknown_key_exits_1(run):
 # exit 0 again: cutover and rollback ----------------------------------------------------------
 
 @pytest.mark.usefixtures("initialised")
-def test_cutover_dry_run_prints_the_plan_and_changes_nothing(run, stores):
+def test_cutover_dry_run_prints_the_plan_and_changes_nothing(run: Run, stores: Stores) -> None:
     live_store(stores, run)
     result = run("cutover", "--dry-run", "--json")
     assert result.exit_code == 0
@@ -342,13 +349,14 @@ def test_cutover_dry_run_prints_the_plan_and_changes_nothing(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_cutover_switches_the_live_instance_before_returning_and_rollback_undoes_it(run,
-                                                                                      stores):
+def test_cutover_switches_the_live_instance_before_returning_and_rollback_undoes_it(
+        run: Run, stores: Stores) -> None:
     store = live_store(stores, run)
     result = run("cutover", "--yes", "--json")
     assert result.exit_code == 0, result.stdout
     assert as_json(result)["outcome"] == "done"
-    assert store.stage is Stage.DB_ONLY
+    after_cutover = store.stage
+    assert after_cutover is Stage.DB_ONLY
     back = run("rollback", "--json")
     assert back.exit_code == 0
     assert as_json(back)["stage"] == "db_primary"
@@ -358,7 +366,7 @@ def test_cutover_switches_the_live_instance_before_returning_and_rollback_undoes
 
 # exit 2 ------------------------------------------------------------------------------------
 
-def test_a_missing_sqlite_file_is_one_line_and_is_not_created(run, db_file):
+def test_a_missing_sqlite_file_is_one_line_and_is_not_created(run: Run, db_file: Path) -> None:
     result = run("status")
     assert result.exit_code == 2
     assert "jobstore init" in one_line_error(result)
@@ -366,28 +374,28 @@ def test_a_missing_sqlite_file_is_one_line_and_is_not_created(run, db_file):
     assert not db_file.exists()
 
 
-def test_an_unknown_command_is_a_one_line_usage_error(run):
+def test_an_unknown_command_is_a_one_line_usage_error(run: Run) -> None:
     result = run("frobnicate")
     assert result.exit_code == 2
     assert "frobnicate" in one_line_error(result)
 
 
 @pytest.mark.usefixtures("initialised")
-def test_an_unknown_stage_is_a_one_line_usage_error(run):
+def test_an_unknown_stage_is_a_one_line_usage_error(run: Run) -> None:
     result = run("stage", "dual-write")
     assert result.exit_code == 2
     assert "dual-write" in one_line_error(result)
 
 
 @pytest.mark.usefixtures("initialised")
-def test_rollback_to_a_later_stage_is_a_usage_error(run):
+def test_rollback_to_a_later_stage_is_a_usage_error(run: Run) -> None:
     result = run("rollback", "--to", "db_only")
     assert result.exit_code == 2
     assert "only moves back" in one_line_error(result)
 
 
 @pytest.mark.usefixtures("initialised")
-def test_a_malformed_import_line_writes_nothing(run, tmp_path):
+def test_a_malformed_import_line_writes_nothing(run: Run, tmp_path: Path) -> None:
     lines = tmp_path / "bad.jsonl"
     lines.write_text('{"key": "a", "payload": {}, "updated_at": "2026-01-01T00:00:00+00:00"}\n'
                      '{"key": "b"}\n')
@@ -397,14 +405,15 @@ def test_a_malformed_import_line_writes_nothing(run, tmp_path):
     assert as_json(run("ls", "--json"))["total"] == 0
 
 
-def test_an_invalid_table_name_is_a_one_line_error(url, initialised):
+def test_an_invalid_table_name_is_a_one_line_error(url: str, initialised: None) -> None:
     result = CliRunner().invoke(cli, ["--url", url, "--table", "jobs; drop", "status"])
     assert result.exit_code == 2
     assert "invalid table name" in one_line_error(result)
 
 
 @pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
-def test_an_unreachable_server_is_exit_2_without_the_password(scheme, unused_port):
+def test_an_unreachable_server_is_exit_2_without_the_password(
+        scheme: str, unused_port: int) -> None:
     url = f"{scheme}://operator:pw-Zx81q@127.0.0.1:{unused_port}/jobs"
     result = CliRunner().invoke(cli, ["--url", url, "status", "--json"])
     assert result.exit_code == 2
@@ -414,7 +423,7 @@ def test_an_unreachable_server_is_exit_2_without_the_password(scheme, unused_por
     assert "pw-Zx81q" not in result.output + result.stderr
 
 
-def test_debug_prints_the_traceback_but_still_not_the_password(unused_port):
+def test_debug_prints_the_traceback_but_still_not_the_password(unused_port: int) -> None:
     url = f"postgresql+psycopg://operator:pw-Zx81q@127.0.0.1:{unused_port}/jobs"
     result = CliRunner().invoke(cli, ["--debug", "--url", url, "status"])
     assert result.exit_code == 2
@@ -422,7 +431,7 @@ def test_debug_prints_the_traceback_but_still_not_the_password(unused_port):
     assert "pw-Zx81q" not in result.output + result.stderr
 
 
-def test_jobstore_url_is_read_from_the_environment(tmp_path):
+def test_jobstore_url_is_read_from_the_environment(tmp_path: Path) -> None:
     missing = tmp_path / "elsewhere.db"
     result = CliRunner().invoke(cli, ["status"], env={"JOBSTORE_URL": f"sqlite:///{missing}"})
     assert result.exit_code == 2
@@ -432,7 +441,7 @@ def test_jobstore_url_is_read_from_the_environment(tmp_path):
 # exit 3 ------------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("initialised")
-def test_verify_with_no_live_instance_exits_3(run):
+def test_verify_with_no_live_instance_exits_3(run: Run) -> None:
     result = run("verify", "--timeout", "0.5", "--json")
     assert result.exit_code == 3
     document = as_json(result)
@@ -441,7 +450,8 @@ def test_verify_with_no_live_instance_exits_3(run):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_verify_exits_3_naming_a_live_instance_that_did_not_answer(run, stores):
+def test_verify_exits_3_naming_a_live_instance_that_did_not_answer(
+        run: Run, stores: Stores) -> None:
     slow = live_store(stores, run, sync_interval=30.0)
     result = run("verify", "--timeout", "0.5", "--json")
     assert result.exit_code == 3
@@ -449,7 +459,7 @@ def test_verify_exits_3_naming_a_live_instance_that_did_not_answer(run, stores):
 
 
 @pytest.mark.usefixtures("initialised")
-def test_stage_exits_3_naming_a_live_instance_that_did_not_switch(run, stores):
+def test_stage_exits_3_naming_a_live_instance_that_did_not_switch(run: Run, stores: Stores) -> None:
     slow = live_store(stores, run, sync_interval=30.0)
     result = run("stage", "shadow", "--timeout", "0.5", "--json")
     assert result.exit_code == 3
@@ -467,7 +477,8 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_verify_drift_and_cutover_behave_alike_on_every_backend(db_url, table_name):
+def test_verify_drift_and_cutover_behave_alike_on_every_backend(
+        db_url: str, table_name: str) -> None:
     """On SQLite, PostgreSQL and MariaDB: verify clean, a drift found, cutover done."""
     runner = CliRunner()
 

@@ -98,8 +98,8 @@ def wait_for_live(url: str, table: str, count: int) -> None:
 
 
 @pytest.mark.slow
-def test_cutover_waits_for_two_live_services_and_rollback_brings_them_back(tmp_path,
-                                                                           services):
+def test_cutover_waits_for_two_live_services_and_rollback_brings_them_back(
+        tmp_path: Path, services: Callable[[str, str, str], Service]) -> None:
     """Two services: verify is clean; a payload changed in the DB is reported with its key and
     field and refuses cutover; once a service rewrites the job, cutover returns only after both
     run db_only; rollback brings both to db_primary."""
@@ -153,7 +153,8 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize("command", [["status"], ["cutover", "--yes", "--json"]])
-def test_an_unreachable_server_with_a_password_is_one_line_exit_2_and_no_password(command):
+def test_an_unreachable_server_with_a_password_is_one_line_exit_2_and_no_password(
+        command: list[str]) -> None:
     url = f"postgresql+psycopg://operator:Sup3r-s3cret@127.0.0.1:{closed_port()}/jobs"
     result = cli("--url", url, *command)
     assert result.returncode == 2

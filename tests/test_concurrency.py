@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ MARGIN = 0.25
 
 @pytest.mark.slow
 def test_four_processes_of_two_threads_lose_no_write_and_never_see_database_is_locked(
-        tmp_path: Path):
+        tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     url = f"sqlite:///{path}"
     go = tmp_path / "go"
@@ -37,6 +38,7 @@ def test_four_processes_of_two_threads_lose_no_write_and_never_see_database_is_l
     try:
         for process in processes:
             assert process.stdout is not None
+            assert process.stderr is not None
             assert process.stdout.readline().strip() == "ready", process.stderr.read()
         go.touch()
         for process in processes:
@@ -81,7 +83,7 @@ def test_four_processes_of_two_threads_lose_no_write_and_never_see_database_is_l
 
 @pytest.mark.slow
 def test_a_forked_child_and_its_parent_both_write_after_the_fork_and_nothing_hangs(
-        tmp_path: Path):
+        tmp_path: Path) -> None:
     """The store is open, its loop running, at each fork; the child gets its own connections
     and loop (its heartbeat row carries its own pid); nothing written is lost."""
     path = tmp_path / "jobs.db"
@@ -115,7 +117,7 @@ def test_a_forked_child_and_its_parent_both_write_after_the_fork_and_nothing_han
 
 
 @pytest.fixture
-def agents(tmp_path: Path):
+def agents(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     started: list[Agent] = []
 
     def start(stage: str = "dual_write", sync_interval: float = INTERVAL) -> Agent:
@@ -130,7 +132,7 @@ def agents(tmp_path: Path):
 
 @pytest.mark.slow
 def test_in_dual_write_process_b_finds_a_job_process_a_created_and_sees_its_updates_in_time(
-        agents):
+        agents: Callable[..., Agent]) -> None:
     a, b = agents(), agents()
     assert b("get", key="abc123") == {"error": "KeyError"}
     a("set", key="abc123", value={"status": "queued", "video_url": None})

@@ -460,6 +460,7 @@ class StatementCounter:
     own statements, on its thread, are left out)."""
 
     def __init__(self, store: JobStore[Any]) -> None:
+        # internal: the statements go through the engine the store made for itself from a URL
         self._engine = store._engine
         self._thread = threading.get_ident()
         self.statements: list[str] = []

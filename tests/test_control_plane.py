@@ -10,7 +10,8 @@ from jobstore.db.schema import build_schema
 from jobstore.stages import Stage
 
 
-def test_old_verify_requests_and_their_reports_are_pruned_as_new_ones_arrive(db_url, table_name):
+def test_old_verify_requests_and_their_reports_are_pruned_as_new_ones_arrive(
+        db_url: str, table_name: str) -> None:
     engine = create_store_engine(db_url)
     schema = build_schema(table_name)
     control = ControlPlane(engine, schema)

@@ -103,7 +103,8 @@ def kill_at_random(zygote: Zygote, stage: Stage, prefix: str, log: Path,
 
 
 @pytest.mark.slow
-def test_a_writer_killed_20_times_at_random_loses_no_acknowledged_write(tmp_path, zygote):
+def test_a_writer_killed_20_times_at_random_loses_no_acknowledged_write(
+        tmp_path: Path, zygote: Zygote) -> None:
     path = tmp_path / "jobs.db"
     rng = random.Random()
     all_acked: dict[str, int] = {}
@@ -128,7 +129,9 @@ def test_a_writer_killed_20_times_at_random_loses_no_acknowledged_write(tmp_path
 
     print(f"{KILLS} writers SIGKILLed; {len(all_acked)} acknowledged writes, 0 lost")
     assert len(all_acked) >= KILLS, "the writers were killed before they wrote anything"
-    with JobStore(f"sqlite:///{path}", table="jobs", model=PresentationJob) as jobs:
+    jobs: JobStore[PresentationJob] = JobStore(
+        f"sqlite:///{path}", table="jobs", model=PresentationJob)
+    with jobs:
         assert len(jobs) >= len(all_acked)
         for key in rng.sample(sorted(all_acked), min(200, len(all_acked))):
             assert jobs[key] == sample_job(key, all_acked[key])

@@ -22,6 +22,7 @@ from jobstore.verify import DriftKind
 from workers.loop_rounds import wait_for_first_loop_round
 from workers.models import PresentationJob, sample_job
 
+OpenStore = Callable[..., JobStore[PresentationJob]]
 BUSY_TIMEOUT = 0.2
 
 
@@ -70,7 +71,7 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_store(path: Path) -> Iterator[Callable[..., JobStore[PresentationJob]]]:
+def open_store(path: Path) -> Iterator[OpenStore]:
     stores: list[JobStore[PresentationJob]] = []
 
     def make(stage: Stage, **kwargs: object) -> JobStore[PresentationJob]:
@@ -89,7 +90,7 @@ def open_store(path: Path) -> Iterator[Callable[..., JobStore[PresentationJob]]]
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 @pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.SHADOW])
 def test_in_a_dict_first_stage_a_failing_db_is_invisible_and_the_writes_land_afterwards(
-        open_store, path, stage, fault):
+        open_store: OpenStore, path: Path, stage: Stage, fault: str) -> None:
     legacy: dict[str, PresentationJob] = {}
     jobs = open_store(stage, legacy=legacy)
     jobs["a"] = sample_job("a", 1)
@@ -126,7 +127,9 @@ def test_in_a_dict_first_stage_a_failing_db_is_invisible_and_the_writes_land_aft
     assert sorted(rows) == ["a", "b", "c"]
     assert '"status":"completed"' in rows["a"]
     assert jobs.verify().consistent
-    with JobStore(f"sqlite:///{path}", table="jobs", model=PresentationJob) as fresh:
+    fresh: JobStore[PresentationJob] = JobStore(
+        f"sqlite:///{path}", table="jobs", model=PresentationJob)
+    with fresh:
         assert fresh["b"] == sample_job("b", 3)
         assert fresh["c"] == sample_job("c", 4)
         assert "gone" not in fresh
@@ -134,13 +137,13 @@ def test_in_a_dict_first_stage_a_failing_db_is_invisible_and_the_writes_land_aft
 
 @pytest.mark.slow
 def test_the_background_loop_drains_the_queue_within_a_few_intervals_once_the_fault_clears(
-        open_store, path):
+        open_store: OpenStore, path: Path) -> None:
     jobs = open_store(Stage.DUAL_WRITE, sync_interval=0.2)
     jobs["a"] = sample_job("a", 1)
     with write_lock_held(path):
         jobs["b"] = sample_job("b", 2)
         assert jobs.queued_writes == 1
-        time.sleep(0.5)                                 # rounds fail and keep it queued
+        jobs.sync()                                     # a drain that fails keeps it queued
         assert jobs.queued_writes == 1
     cleared = time.monotonic()
     while jobs.queued_writes:
@@ -155,7 +158,7 @@ def test_the_background_loop_drains_the_queue_within_a_few_intervals_once_the_fa
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 @pytest.mark.parametrize("stage", [Stage.DB_PRIMARY, Stage.DB_ONLY])
 def test_where_the_db_is_the_authority_its_failure_is_the_callers_and_changes_nothing(
-        open_store, path, stage, fault):
+        open_store: OpenStore, path: Path, stage: Stage, fault: str) -> None:
     legacy: dict[str, PresentationJob] = {}
     jobs = open_store(stage, legacy=legacy)
     jobs["a"] = sample_job("a", 1)

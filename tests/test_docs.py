@@ -51,7 +51,7 @@ def documented_options(text: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", list(commands()))
-def test_every_command_has_a_section_naming_each_of_its_options(name):
+def test_every_command_has_a_section_naming_each_of_its_options(name: str) -> None:
     text = sections().get(f"jobstore {name}")
     assert text is not None, f"docs/cli.md has no '## jobstore {name}' section"
     command = commands()[name]
@@ -62,13 +62,13 @@ def test_every_command_has_a_section_naming_each_of_its_options(name):
 
 
 @pytest.mark.parametrize("name", list(commands()))
-def test_every_documented_option_exists_on_its_command(name):
+def test_every_documented_option_exists_on_its_command(name: str) -> None:
     documented = documented_options(sections()[f"jobstore {name}"])
     assert documented <= option_names(commands()[name]) | {"-h", "--help"}
 
 
 @pytest.mark.parametrize("name", list(commands()))
-def test_the_synopsis_names_every_argument(name):
+def test_the_synopsis_names_every_argument(name: str) -> None:
     text = sections()[f"jobstore {name}"]
     synopsis = text.split("```\n", 2)[1].splitlines()[0]
     assert synopsis.startswith(f"jobstore {name}")
@@ -77,18 +77,18 @@ def test_the_synopsis_names_every_argument(name):
             assert (param.metavar or param.name.upper()) in synopsis
 
 
-def test_every_documented_command_exists():
+def test_every_documented_command_exists() -> None:
     titles = [t for t in sections() if t.startswith("jobstore ")]
     assert sorted(t.split(" ", 1)[1] for t in titles) == sorted(commands())
 
 
-def test_the_global_options_are_documented():
+def test_the_global_options_are_documented() -> None:
     documented = documented_options(sections()[GLOBAL])
     assert documented == option_names(cli) | {"-h", "--help"}
 
 
 @pytest.mark.parametrize("name", [None, *commands()])
-def test_help_works(name):
+def test_help_works(name: str) -> None:
     args = ["--help"] if name is None else [name, "--help"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

@@ -32,7 +32,7 @@ def environment_variables() -> set[str]:
     return found
 
 
-def test_configuration_names_every_environment_variable_the_package_reads():
+def test_configuration_names_every_environment_variable_the_package_reads() -> None:
     """Each ``JOBSTORE_*`` variable read anywhere in src/ has a row in configuration.md."""
     names = environment_variables()
     assert {"JOBSTORE_URL", "JOBSTORE_TABLE", "JOBSTORE_STAGE"} <= names
@@ -40,14 +40,14 @@ def test_configuration_names_every_environment_variable_the_package_reads():
     assert [n for n in sorted(names) if f"| `{n}` |" not in text] == []
 
 
-def test_configuration_names_every_jobstore_argument():
+def test_configuration_names_every_jobstore_argument() -> None:
     """Each parameter of ``JobStore.__init__`` has a row in configuration.md's argument table."""
     parameters = [p for p in inspect.signature(JobStore.__init__).parameters if p != "self"]
     text = page("configuration.md")
     assert [p for p in parameters if f"| `{p}` |" not in text] == []
 
 
-def test_stages_page_lists_every_rule_of_the_stage_table():
+def test_stages_page_lists_every_rule_of_the_stage_table() -> None:
     """Each field of `StageRules` appears in stages.md, with a row for each stage's name."""
     text = page("stages.md")
     fields = list(StageRules.__dataclass_fields__)
@@ -55,14 +55,14 @@ def test_stages_page_lists_every_rule_of_the_stage_table():
     assert [s.value for s in STAGE_RULES if f"| `{s.value}` |" not in text] == []
 
 
-def test_api_page_documents_every_public_name():
+def test_api_page_documents_every_public_name() -> None:
     """Each name in ``jobstore.__all__`` is documented in api.md."""
     text = page("api.md")
     assert [name for name in jobstore.__all__ if f"`{name}`" not in text] == []
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in DOCS.glob("*.md")))
-def test_every_relative_link_of_a_page_resolves(name):
+def test_every_relative_link_of_a_page_resolves(name: str) -> None:
     """A link to another page or file in the repository points at something that exists, and
     a link to a section points at a heading of that page."""
     text = page(name)

@@ -248,7 +248,8 @@ class Traffic:
 # the tests ------------------------------------------------------------------------------------
 
 
-def test_jobs_survive_a_sigkill_of_the_server_and_finish_after_the_restart(servers, db):
+def test_jobs_survive_a_sigkill_of_the_server_and_finish_after_the_restart(
+        servers: Callable[..., Server], db: tuple[str, Path]) -> None:
     """Jobs created before a SIGKILL are all served after a restart: the finished ones with
     their video_url intact, the interrupted ones resumed to completion."""
     url, path = db
@@ -277,7 +278,8 @@ def test_jobs_survive_a_sigkill_of_the_server_and_finish_after_the_restart(serve
                f"the completions were written back (within {SYNC_S} s)", timeout=5 * SYNC_S)
 
 
-def test_two_servers_on_one_database_answer_every_job_created_on_either(servers, db):
+def test_two_servers_on_one_database_answer_every_job_created_on_either(
+        servers: Callable[..., Server], db: tuple[str, Path]) -> None:
     """Two servers on one SQLite file, as behind a load balancer: every job created on one is
     found on the other at once (no 404), and both see it complete."""
     url, _path = db
@@ -296,7 +298,7 @@ def test_two_servers_on_one_database_answer_every_job_created_on_either(servers,
 
 
 def test_the_whole_stage_walk_under_traffic_fails_no_request_and_completes_every_job(
-        servers, db):
+        servers: Callable[..., Server], db: tuple[str, Path]) -> None:
     """memory → dual_write → shadow → db_primary → cutover to db_only → rollback, each step a
     real ``jobstore`` command while clients create and poll jobs on two servers: no request
     fails, both servers run each stage when the command returns, and at the end every job is

@@ -29,10 +29,13 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("stage", [Stage.DB_PRIMARY, Stage.DB_ONLY])
-def test_a_handed_out_job_stays_tracked_while_another_thread_reads_it(path, stage):
+def test_a_handed_out_job_stays_tracked_while_another_thread_reads_it(
+        path: Path, stage: Stage) -> None:
     """A read that raced a write-back of the same job does not replace the tracked object with
     an older copy, so the job's later in-place changes still reach the database."""
-    with JobStore(f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=0.01) as jobs:
+    jobs: JobStore[dict[str, object]] = JobStore(
+        f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=0.01)
+    with jobs:
         for n in range(6):
             key = f"job{n}"
             jobs[key] = {"status": "queued", "progress": 0}
@@ -60,10 +63,13 @@ def test_a_handed_out_job_stays_tracked_while_another_thread_reads_it(path, stag
 
 
 @pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.DB_ONLY])
-def test_a_change_made_just_before_the_caller_drops_the_job_reaches_the_database(path, stage):
+def test_a_change_made_just_before_the_caller_drops_the_job_reaches_the_database(
+        path: Path, stage: Stage) -> None:
     """The loop decides an object is no longer referenced before it encodes it for the last
     time, so a change made between a write-back and the caller letting go is not lost."""
-    with JobStore(f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=0.001) as jobs:
+    jobs: JobStore[dict[str, object]] = JobStore(
+        f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=0.001)
+    with jobs:
         keys = [f"job{n}" for n in range(250)]
         for key in keys:
             jobs[key] = {"status": "queued", "progress": 0}
@@ -79,11 +85,12 @@ def test_a_change_made_just_before_the_caller_drops_the_job_reaches_the_database
 
 
 def test_a_job_taken_in_memory_and_changed_after_the_move_to_dual_write_reaches_the_database(
-        path):
+        path: Path) -> None:
     """A render that took its job from the dict in ``memory`` goes on changing it after the
     fleet moves to ``dual_write``; those changes are written back like any other."""
-    with JobStore(f"sqlite:///{path}", table="jobs", stage=Stage.MEMORY,
-                  sync_interval=60) as jobs:
+    jobs: JobStore[dict[str, object]] = JobStore(
+        f"sqlite:///{path}", table="jobs", stage=Stage.MEMORY, sync_interval=60)
+    with jobs:
         jobs["abc123"] = {"status": "processing", "progress": 0.5}
         job = jobs["abc123"]
         admin.set_stage(Stage.DUAL_WRITE, f"sqlite:///{path}", table="jobs", wait=False)
@@ -96,10 +103,13 @@ def test_a_job_taken_in_memory_and_changed_after_the_move_to_dual_write_reaches_
 
 
 @pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.DB_PRIMARY])
-def test_verify_does_not_call_an_in_place_change_awaiting_its_write_back_drift(path, stage):
+def test_verify_does_not_call_an_in_place_change_awaiting_its_write_back_drift(
+        path: Path, stage: Stage) -> None:
     """A job changed in place since its last write-back is not drift (the next round writes
     it); the same job changed in the database behind the process's back is."""
-    with JobStore(f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=60) as jobs:
+    jobs: JobStore[dict[str, object]] = JobStore(
+        f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=60)
+    with jobs:
         jobs["abc123"] = {"status": "processing", "progress": 0.5}
         wait_for_first_loop_round(jobs)  # no round writes the change back during the test
         job = jobs["abc123"]

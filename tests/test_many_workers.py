@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import SERVER_URLS, drop_table, require_backend
+from jobstore import admin
 from workers.pg_cluster import wait_until
 from workers.pg_service import ServiceProcess, close_all
 
@@ -107,7 +108,9 @@ def test_cutover_from_the_cli_moves_all_four_workers_to_db_only(
         workers[0].call("touch", key="job-0", field="status", value="completed")
         assert wait_until(lambda: all(w.call("state")["queued"] == 0 for w in workers), 10)
         # Each worker must have beaten at least once so the CLI sees it live.
-        time.sleep(INTERVAL * 2)
+        ids = {w.instance_id for w in workers}
+        assert wait_until(lambda: ids <= {
+            i.instance_id for i in admin.status(url, table=table).live}, 10)
 
         result = subprocess.run(
             [JOBSTORE_CLI, "--url", url, "--table", table,

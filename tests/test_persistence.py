@@ -33,7 +33,7 @@ class ProfessionalPresentationService:
         return self.jobs.get(job_id)
 
 
-def test_the_seed_test_plan_passes_a_job_outlives_a_restart_of_the_service(tmp_path: Path):
+def test_the_seed_test_plan_passes_a_job_outlives_a_restart_of_the_service(tmp_path: Path) -> None:
     """The seed's 'Critical Test: Restart Persistence', as written there."""
     url = f"sqlite:///{tmp_path}/service.db"
     services = []
@@ -47,6 +47,7 @@ def test_the_seed_test_plan_passes_a_job_outlives_a_restart_of_the_service(tmp_p
 
         # 2. Verify job exists
         job = await service.get_job_status(job_id)
+        assert job is not None
         assert job.status == "queued"
 
         # 3. **RESTART SERVER** (simulate crash/deploy): the old one is never closed
@@ -67,7 +68,7 @@ def test_the_seed_test_plan_passes_a_job_outlives_a_restart_of_the_service(tmp_p
             service.jobs.close()
 
 
-def test_without_the_store_the_same_plan_fails_as_the_seed_says_a_dict_does():
+def test_without_the_store_the_same_plan_fails_as_the_seed_says_a_dict_does() -> None:
     """Control: the plan can fail; with the legacy ``self.jobs = {}`` step 4 finds nothing."""
 
     class LegacyService(ProfessionalPresentationService):
@@ -86,7 +87,7 @@ def test_without_the_store_the_same_plan_fails_as_the_seed_says_a_dict_does():
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.DB_ONLY])
 def test_a_job_written_by_one_process_is_read_equal_and_of_its_type_by_a_fresh_one(
-        tmp_path: Path, stage: Stage):
+        tmp_path: Path, stage: Stage) -> None:
     url = f"sqlite:///{tmp_path}/jobs.db"
     out = run_worker("write_jobs", url, "presentation_jobs", stage, "job", 3)
     assert out.splitlines() == ["ready", "ack job-0 0", "ack job-1 1", "ack job-2 2", "closed"]
@@ -100,15 +101,19 @@ def test_a_job_written_by_one_process_is_read_equal_and_of_its_type_by_a_fresh_o
         assert s["equal"] is True, s
 
     # ...and this process, which imports the same module, decodes the same value
-    with JobStore(url, table="presentation_jobs", model=PresentationJob) as jobs:
+    jobs: JobStore[PresentationJob] = JobStore(
+        url, table="presentation_jobs", model=PresentationJob)
+    with jobs:
         assert jobs["job-2"] == sample_job("job-2", 2)
         assert type(jobs["job-2"]) is PresentationJob
 
 
-def test_the_payload_is_the_jobs_own_json_document_not_a_pickle(tmp_path: Path):
+def test_the_payload_is_the_jobs_own_json_document_not_a_pickle(tmp_path: Path) -> None:
     """What the fresh process decodes is plain JSON any other program can read."""
     url = f"sqlite:///{tmp_path}/jobs.db"
-    with JobStore(url, table="presentation_jobs", model=PresentationJob) as jobs:
+    jobs: JobStore[PresentationJob] = JobStore(
+        url, table="presentation_jobs", model=PresentationJob)
+    with jobs:
         jobs["abc123"] = sample_job("abc123", 4)
     with sqlite3.connect(f"{tmp_path}/jobs.db") as conn:
         payload, status = conn.execute(

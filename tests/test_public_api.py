@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import sqlite3
 import subprocess
 import sys
 import types
@@ -82,7 +83,7 @@ def test_a_stage_is_its_string() -> None:
     """``str()``, formatting and comparison all give the plain name, as a StrEnum does."""
     assert str(Stage.DB_ONLY) == "db_only"
     assert f"{Stage.DUAL_WRITE}" == "dual_write"
-    assert Stage.SHADOW == "shadow"
+    assert json.loads('"shadow"') == Stage.SHADOW
     assert isinstance(Stage.DB_PRIMARY, str)
     assert json.dumps({"stage": Stage.DB_ONLY}) == '{"stage": "db_only"}'
 
@@ -103,32 +104,61 @@ def test_a_store_refuses_an_unknown_stage_with_stage_error(tmp_path: Path) -> No
         JobStore(f"sqlite:///{tmp_path}/jobs.db", stage="dual-write")
 
 
-@pytest.mark.parametrize("error", [EncodeError, DecodeError, StoreUnavailableError, StageError])
-def test_every_error_is_a_jobstore_error(error: type[Exception]) -> None:
-    assert issubclass(error, JobStoreError)
-    assert issubclass(JobStoreError, Exception)
-
-
-def test_encode_error_is_also_a_type_error() -> None:
+def test_an_unencodable_value_raises_encode_error_a_type_error_and_writes_nothing(
+        tmp_path: Path) -> None:
     """Code that catches TypeError around ``jobs[k] = v`` (as for a dict) still catches it."""
-    assert issubclass(EncodeError, TypeError)
+    with _store(tmp_path) as store:
+        with pytest.raises(TypeError) as raised:
+            store["job-1"] = {"status": object()}
+        assert isinstance(raised.value, EncodeError)
+        assert isinstance(raised.value, JobStoreError)
+        assert "job-1" not in store
 
 
-def test_decode_error_names_the_key() -> None:
-    error = DecodeError("job-1", "not JSON")
-    assert error.key == "job-1"
-    assert "'job-1'" in str(error)
-    assert issubclass(DecodeError, ValueError)
+def test_a_corrupt_row_raises_decode_error_a_value_error_naming_the_key(tmp_path: Path) -> None:
+    """A payload changed behind the store's back into text that is no JSON, in a real file."""
+    with _store(tmp_path) as store:
+        store["job-1"] = {"status": "queued"}
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        conn.execute("UPDATE jobs SET payload = '{not json' WHERE key = 'job-1'")
+    conn.close()
+    with _store(tmp_path) as store, pytest.raises(ValueError, match="'job-1'") as raised:
+        store["job-1"]
+    assert isinstance(raised.value, DecodeError)
+    assert isinstance(raised.value, JobStoreError)
+    assert raised.value.key == "job-1"
 
 
-def test_stage_error_is_also_a_value_error() -> None:
-    assert issubclass(StageError, ValueError)
+def test_a_failing_authoritative_database_raises_store_unavailable_error(tmp_path: Path) -> None:
+    """In ``db_only`` a write and a read whose table is gone are the caller's error."""
+    with _store(tmp_path) as store:
+        store["job-1"] = {"status": "queued"}
+        with sqlite3.connect(tmp_path / "jobs.db") as conn:
+            conn.execute("ALTER TABLE jobs RENAME TO elsewhere")
+        conn.close()
+        with pytest.raises(JobStoreError) as raised:
+            store["job-2"] = {"status": "queued"}
+        assert isinstance(raised.value, StoreUnavailableError)
+        with pytest.raises(StoreUnavailableError):
+            store["job-1"]
 
 
-def test_a_missing_key_is_not_a_jobstore_error() -> None:
-    """A missing job stays the plain KeyError a dict raises."""
-    assert not issubclass(KeyError, JobStoreError)
-    assert not issubclass(JobStoreError, KeyError)
+def test_an_unknown_stage_name_raises_stage_error_a_value_error() -> None:
+    with pytest.raises(ValueError, match="bogus") as raised:
+        Stage.parse("bogus")
+    assert isinstance(raised.value, StageError)
+    assert isinstance(raised.value, JobStoreError)
+
+
+def test_a_missing_key_is_the_plain_key_error_a_dict_raises(tmp_path: Path) -> None:
+    with _store(tmp_path) as store, pytest.raises(KeyError) as raised:
+        store["missing"]
+    assert type(raised.value) is KeyError
+
+
+def _store(tmp_path: Path) -> JobStore[dict[str, object]]:
+    """A ``db_only`` store on a file in ``tmp_path``, so every read goes to the database."""
+    return JobStore(f"sqlite:///{tmp_path}/jobs.db", stage=Stage.DB_ONLY, sync_interval=60)
 
 
 def test_a_job_store_is_a_mutable_mapping() -> None:
@@ -136,5 +166,5 @@ def test_a_job_store_is_a_mutable_mapping() -> None:
 
 
 def test_verify_report_is_the_type_verify_returns(tmp_path: Path) -> None:
-    with JobStore(f"sqlite:///{tmp_path}/jobs.db") as store:
+    with _store(tmp_path) as store:
         assert isinstance(store.verify(), VerifyReport)

@@ -30,6 +30,7 @@ MANY = 2_100
 
 
 def checked_out(store: JobStore[Any]) -> int:
+    # internal: what the store's own engine's pool has checked out (no public count exists)
     return int(store._engine.pool.checkedout())  # type: ignore[attr-defined]
 
 
@@ -91,7 +92,7 @@ def test_errors_leave_no_connection_checked_out(make_store: MakeStore, db_url: s
     jobs.sync()
     baseline = checked_out(jobs)
     with pytest.raises(EncodeError):
-        jobs["b"] = {"status": object()}  # type: ignore[dict-item]
+        jobs["b"] = {"status": object()}
     with pytest.raises(KeyError):
         jobs["missing"]
     assert settles_at_or_below(jobs, baseline)
@@ -162,10 +163,9 @@ def test_timestamps_keep_sub_second_order(make_store: MakeStore, db_url: str,
     assert a.microsecond or b.microsecond
 
 
-def _utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def _utc(value: str | datetime) -> datetime:
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 def test_history_keeps_every_version_in_order_under_the_same_code(

@@ -38,7 +38,7 @@ from hypothesis.stateful import (
 )
 
 from conftest import backend_url, drop_table
-from jobstore import JobStore, Stage
+from jobstore import JobStore, Stage, admin
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "x'; DROP TABLE t; --", "ünï ✓", ""])
 JOBS = st.fixed_dictionaries(
@@ -279,7 +279,8 @@ class JobStoreMachine(RuleBasedStateMachine):
     def change_stage(self, target_stage: Stage) -> None:
         """The control row moves (``jobstore stage``); the process follows at ``sync()``."""
         old, new = self.stage.rules, target_stage.rules
-        self.jobs._control.set_stage(target_stage, "state machine")
+        # force: the machine also makes the moves an operator is asked to confirm
+        admin.set_stage(target_stage, self.url, table=self.table, force=True, wait=False)
         self.jobs.sync()
         if not old.writes_db and new.writes_db:
             # What memory did reaches the database: its clear, its deletions, its jobs.
@@ -339,13 +340,15 @@ class BoundedDictMachine(JobStoreMachine):
     BOUND = 2
 
     def _open(self) -> JobStore[Any]:
+        """The dict tier is handed in, as a service hands in its legacy dict, so it can be read."""
+        self.tier: dict[str, Any] = {}
         store: JobStore[Any] = JobStore(self.url, table=self.table, stage=self.stage,
                                         sync_interval=3600, shadow_sample_rate=1.0,
-                                        max_memory_items=self.BOUND)
+                                        max_memory_items=self.BOUND, legacy=self.tier)
         return store
 
     def _entering_memory(self) -> None:
-        kept = dict(self.jobs._memory)
+        kept = dict(self.tier)
         assert kept.keys() <= self.mem.keys()
         assert kept == {key: self.mem[key] for key in kept}
         self.mem = copy.deepcopy(kept)
@@ -353,7 +356,7 @@ class BoundedDictMachine(JobStoreMachine):
     @invariant()
     def the_dict_stays_within_its_bound(self) -> None:
         if self.store is not None and self.rules_.writes_db:
-            assert len(self.jobs._memory) <= self.BOUND
+            assert len(self.tier) <= self.BOUND
 
 
 EXAMPLES = {"sqlite": 150, "postgresql": 15, "mysql": 15}
@@ -479,12 +482,13 @@ def test_a_change_in_place_not_yet_written_back_survives_a_rollback_to_memory(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_stale_read_of_the_control_row_does_not_undo_a_newer_stage(
-    make_store: Any, backend: str
+    make_store: Any, backend: str, db_url: str, table_name: str
 ) -> None:
     """The loop read the control row just before the stage changed, and applies what it read
     only after ``sync()`` applied the new stage: the older read is dropped, not applied."""
     store = make_store(stage=Stage.MEMORY, sync_interval=3600)
     store["job"] = {"status": "queued"}
+    # internal: the loop's poll of the control row, stalled between its read and its apply
     real_read = store._control.read_stage
     main = threading.current_thread()
     read_done, release = threading.Event(), threading.Event()
@@ -500,7 +504,7 @@ def test_a_stale_read_of_the_control_row_does_not_undo_a_newer_stage(
     stale_poll = threading.Thread(target=store._poll_control)
     stale_poll.start()
     assert read_done.wait(10)
-    store._control.set_stage(Stage.DUAL_WRITE, "operator")
+    admin.set_stage(Stage.DUAL_WRITE, db_url, table=table_name, wait=False)
     store.sync()
     assert store.stage is Stage.DUAL_WRITE
     release.set()

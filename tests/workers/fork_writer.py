@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from jobstore import JobStore
+from jobstore import JobStore, admin
 
 CHILD_WAIT_S = 15.0
 
 
-def child(jobs: JobStore[Any], k: int, n: int) -> None:
+def child(jobs: JobStore[Any], url: str, table: str, k: int, n: int) -> None:
     try:
         started = time.monotonic()
         before = jobs[f"before-{k}"]
@@ -40,8 +40,9 @@ def child(jobs: JobStore[Any], k: int, n: int) -> None:
         heartbeat_pids: list[int] = []
         deadline = time.monotonic() + 10
         while os.getpid() not in heartbeat_pids and time.monotonic() < deadline:
-            heartbeat_pids = [row["pid"] for row in jobs._control.instances()]
+            heartbeat_pids = [i.pid for i in admin.status(url, table=table).instances]
             time.sleep(0.01)
+        # internal: the child runs a background loop of its own, still alive after its rounds
         loop_alive = jobs._loop.running
         instance = jobs.instance_id
         jobs.close()
@@ -59,6 +60,7 @@ def inner_locks_held_by_another_thread(jobs: JobStore[Any]) -> Iterator[None]:
     held, done = threading.Event(), threading.Event()
 
     def hold() -> None:
+        # internal: the inner locks a loop round takes, held at the fork as a round may hold them
         with jobs._tracker._lock, jobs._queue._lock:
             held.set()
             done.wait(10)
@@ -89,7 +91,7 @@ def main() -> None:
         else:
             pid = os.fork()
         if pid == 0:
-            child(jobs, k, n)
+            child(jobs, url, table, k, n)
         for i in range(n):
             jobs[f"parent-{k}-{i}"] = {"pid": os.getpid(), "i": i, "status": "queued"}
         deadline = time.monotonic() + CHILD_WAIT_S

@@ -120,6 +120,7 @@ def main() -> None:
             print(json.dumps({"ok": True}), flush=True)
             return
         started = time.monotonic()
+        answer: dict[str, Any]
         try:
             result = handle(jobs, command, pumps)
         except Exception as exc:

@@ -19,7 +19,8 @@ from workers.models import PresentationJob, sample_job
 
 def main() -> None:
     url, table, *pairs = sys.argv[1:]
-    with JobStore(url, table=table, model=PresentationJob) as jobs:
+    jobs: JobStore[PresentationJob] = JobStore(url, table=table, model=PresentationJob)
+    with jobs:
         for pair in pairs:
             key, n = pair.rsplit(":", 1)
             job = jobs[key]
