@@ -120,7 +120,7 @@ def digest(payload: str) -> bytes:
 
 def memory_hashes(store: JobStore[BenchJob]) -> dict[str, bytes]:
     """What a raw tool would hold: each in-memory job's key and the hash of its JSON."""
-    memory = store._memory  # the dict tier itself, read as a raw tool would read it
+    memory = store._parts.tier.memory  # the dict tier itself, read as a raw tool would read it
     return {key: digest(encode(value)) for key, value in list(memory.items())}
 
 

@@ -66,7 +66,7 @@ def test_a_thread_that_finds_the_kept_connection_busy_reads_through_a_pooled_one
     jobs = make_store(stage=Stage.DB_ONLY)
     jobs["a"] = {"status": "queued"}
     # internal: the store keeps one connection for the hot path, guarded by a lock of its own
-    direct = jobs._rows._direct
+    direct = jobs._parts.rows._direct
     assert direct is not None
     answers: list[Any] = []
 

@@ -161,8 +161,8 @@ def test_objects_nobody_holds_any_more_stop_being_watched(
         assert jobs[f"job-{i}"].job_id == f"job-{i}"
     jobs.sync()
     # internal: the tracker holds exactly the one object the app still refers to
-    assert len(jobs._tracker) == 1
-    held = jobs._tracker.get("job-7")
+    assert len(jobs._parts.tier.tracker) == 1
+    held = jobs._parts.tier.tracker.get("job-7")
     assert held is not None
     assert held.obj is kept
 

@@ -54,7 +54,7 @@ def test_a_thousand_jobs_through_a_bound_of_50_leave_at_most_50_in_the_dict_and_
 
         jobs.sync()
         # internal: the tracker lets go of what nobody holds, so it is bounded like the dict
-        assert len(jobs._tracker) <= BOUND, "objects nobody holds are still tracked"
+        assert len(jobs._parts.tier.tracker) <= BOUND, "objects nobody holds are still tracked"
 
 
 def test_the_most_recently_used_jobs_are_the_ones_kept(tmp_path: Path) -> None:

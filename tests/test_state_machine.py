@@ -489,7 +489,7 @@ def test_a_stale_read_of_the_control_row_does_not_undo_a_newer_stage(
     store = make_store(stage=Stage.MEMORY, sync_interval=3600)
     store["job"] = {"status": "queued"}
     # internal: the loop's poll of the control row, stalled between its read and its apply
-    real_read = store._control.read_stage
+    real_read = store._parts.control.read_stage
     main = threading.current_thread()
     read_done, release = threading.Event(), threading.Event()
 
@@ -500,8 +500,8 @@ def test_a_stale_read_of_the_control_row_does_not_undo_a_newer_stage(
             release.wait(10)
         return state
 
-    store._control.read_stage = read_then_stall
-    stale_poll = threading.Thread(target=store._poll_control)
+    store._parts.control.read_stage = read_then_stall
+    stale_poll = threading.Thread(target=store._follower.poll)
     stale_poll.start()
     assert read_done.wait(10)
     admin.set_stage(Stage.DUAL_WRITE, db_url, table=table_name, wait=False)

@@ -43,7 +43,7 @@ def child(jobs: JobStore[Any], url: str, table: str, k: int, n: int) -> None:
             heartbeat_pids = [i.pid for i in admin.status(url, table=table).instances]
             time.sleep(0.01)
         # internal: the child runs a background loop of its own, still alive after its rounds
-        loop_alive = jobs._loop.running
+        loop_alive = jobs._parts.loop is not None and jobs._parts.loop.running
         instance = jobs.instance_id
         jobs.close()
         print(json.dumps({"child": k, "pid": os.getpid(), "instance_id": instance,
@@ -61,7 +61,7 @@ def inner_locks_held_by_another_thread(jobs: JobStore[Any]) -> Iterator[None]:
 
     def hold() -> None:
         # internal: the inner locks a loop round takes, held at the fork as a round may hold them
-        with jobs._tracker._lock, jobs._queue._lock:
+        with jobs._parts.tier.tracker._lock, jobs._parts.queue._lock:
             held.set()
             done.wait(10)
 
