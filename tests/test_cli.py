@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, text
+from sqlalchemy import column, create_engine, table, text, update
 
 from jobstore import JobStore, Stage, admin
 from jobstore.cli import cli
@@ -509,3 +509,25 @@ def test_verify_drift_and_cutover_behave_alike_on_every_backend(
         assert store.stage is Stage.DB_ONLY
     finally:
         store.close()
+
+
+def test_verify_does_not_call_an_older_copy_of_a_job_another_process_rewrote_drift(
+        make_store: Callable[..., JobStore[Any]], db_url: str) -> None:
+    """A server holding a job it read before another server rewrote it reports no drift (its
+    next read revalidates the copy), while the same server still reports a row changed behind
+    its back at the version it holds."""
+    writer, reader = make_store(stage="dual_write"), make_store(stage="dual_write")
+    writer["abc123"] = {"status": "queued"}
+    reader["mine"] = {"status": "queued"}
+    assert reader["abc123"] == {"status": "queued"}
+    writer["abc123"] = {"status": "completed"}
+    jobs = table(writer.table, column("key"), column("payload"))
+    engine = create_engine(db_url)
+    try:  # a hand edit: same version, another payload
+        with engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.key == "mine")
+                         .values(payload='{"status": "failed"}'))
+    finally:
+        engine.dispose()
+    report = reader.verify()
+    assert [(d.key, d.kind.value) for d in report.drifts] == [("mine", "changed")]

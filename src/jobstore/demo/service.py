@@ -9,7 +9,7 @@ thread fetches its job once and then changes it in place (``job.status = "proces
 It is driven over stdin and stdout, one JSON document per line each way, so the demo needs no
 web framework and no port::
 
-    python -m jobstore.demo_service --url sqlite:///jobs.db --name A
+    python -m jobstore.demo.service --url sqlite:///jobs.db --name A
 
 Commands (``{"cmd": ...}``): ``create`` (title, slides, step), ``get`` (job_id), ``list``,
 ``resume``, ``resave`` (job_id), ``read_all`` (rounds), ``info``, ``quit``. Every reply has
@@ -225,7 +225,7 @@ class Server:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jobstore.demo_service",
+        prog="python -m jobstore.demo.service",
         description="The seed's presentation service on a JobStore, driven over stdin/stdout.")
     parser.add_argument("--url", required=True, help="the database URL")
     parser.add_argument("--name", required=True, help="this server's name, e.g. A")
