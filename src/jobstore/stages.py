@@ -1,4 +1,4 @@
-"""The five stages, in migration order, and in one table the four facts that set them apart.
+"""The five stages, in migration order, and in one table the three facts that set them apart.
 
 Every behaviour that differs between stages is looked up here (the store picks its read and
 write policy by a stage's `Authority`); nothing else asks ``if stage == ...``.
