@@ -14,8 +14,8 @@ exit code 1, not an exception. No message carries a password.
 'dual_write'
 """
 
-from ._target import InstanceInfo
 from .data import ExportResult, ImportResult, InitResult, export, import_, init
+from .exits import ExitCode
 from .inspect import (
     HistoryEntry,
     HistoryResult,
@@ -27,9 +27,11 @@ from .inspect import (
     show,
     status,
 )
+from .instances import InstanceInfo
 from .migrate import (
     BarrierProgress,
     BarrierResult,
+    CutoverOutcome,
     CutoverResult,
     StageChange,
     cutover,
@@ -41,7 +43,9 @@ from .verify import InstanceDrift, VerifyProgress, VerifyResult, verify, verify_
 __all__ = [
     "BarrierProgress",
     "BarrierResult",
+    "CutoverOutcome",
     "CutoverResult",
+    "ExitCode",
     "ExportResult",
     "HistoryEntry",
     "HistoryResult",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from .. import admin
+from ..admin.exits import ExitCode
 from ..admin.verify import DEFAULT_TIMEOUT_S
 from ..stages import Stage
+from ..timefmt import json_time
 from . import render
 from .context import finish, settings
 
@@ -35,11 +37,11 @@ def stage(stage: str | None, force: bool, timeout: float, no_wait: bool, as_json
         current = admin.status(s.url, table=s.table)
         if as_json:
             render.emit_json({"table": current.table, "stage": current.stage,
-                              "changed_at": render.json_time(current.changed_at),
+                              "changed_at": json_time(current.changed_at),
                               "changed_by": current.changed_by, "reason": current.reason})
         else:
             render.stage_only(current)
-        finish(0)
+        finish(ExitCode.OK)
     with render.barrier_progress(timeout) as progress:
         result = admin.set_stage(stage, s.url, table=s.table, force=force, wait=not no_wait,
                                  timeout=timeout, progress=progress)

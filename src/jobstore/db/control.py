@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..exceptions import JobStoreError
 from ..stages import Stage
+from ..timefmt import as_utc, utcnow
 from .engine import begin_statement, write_transaction
-from .jobs import utcnow
 from .schema import SCHEMA_VERSION, Schema, create_schema
 
 COMPONENT = "jobstore"
@@ -54,10 +55,23 @@ class Heartbeat:
     last_error: str | None
 
     def as_row(self, job_table: str) -> dict[str, Any]:
-        row = self.__dict__.copy()
+        row = {f.name: getattr(self, f.name) for f in fields(Heartbeat)}
         row["job_table"] = job_table
         row["sync_interval"] = repr(self.sync_interval)
         return row
+
+    @staticmethod
+    def from_row(row: Mapping[Any, Any]) -> Heartbeat:
+        """A heartbeat read back: times in UTC, the interval (stored as text) a number."""
+        return Heartbeat(
+            instance_id=row["instance_id"], host=row["host"], pid=int(row["pid"]),
+            stage=row["stage"], pinned=row["pinned"], started_at=as_utc(row["started_at"]),
+            heartbeat_at=as_utc(row["heartbeat_at"]),
+            sync_interval=float(row["sync_interval"]), memory_items=int(row["memory_items"]),
+            tracked_items=int(row["tracked_items"]), queued_writes=int(row["queued_writes"]),
+            failed_writes=int(row["failed_writes"]),
+            shadow_mismatches=int(row["shadow_mismatches"]), last_error=row["last_error"],
+        )
 
 
 class ControlPlane:
@@ -132,18 +146,14 @@ class ControlPlane:
         with self.engine.connect() as conn:
             conn.execute(delete(i).where(i.c.instance_id == instance_id))
 
-    def instances(self) -> list[dict[str, Any]]:
+    def heartbeats(self) -> list[Heartbeat]:
+        """The last heartbeat of every instance of this job table, by host and pid."""
         i = self.schema.instances
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(i).where(i.c.job_table == self.job_table).order_by(i.c.host, i.c.pid)
             ).mappings().all()
-        found = []
-        for row in rows:
-            item = dict(row)
-            item["sync_interval"] = float(item["sync_interval"])
-            found.append(item)
-        return found
+        return [Heartbeat.from_row(row) for row in rows]
 
     # verify requests -----------------------------------------------------------------------
 
