@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..admin.exits import ExitCode
 from ..db.redact import password, reason, scrub
 from ..exceptions import JobStoreError
+from . import render
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,25 @@ def one_line(exc: BaseException, secret: str | None) -> str:
 def finish(code: ExitCode) -> NoReturn:
     """Leave the command with ``code``."""
     click.get_current_context().exit(code)
+
+
+class Result(Protocol):
+    """What every `jobstore.admin` function returns."""
+
+    @property
+    def exit_code(self) -> ExitCode: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Result)
+
+
+def report(result: R, as_json: bool, show: Callable[[R], None]) -> NoReturn:
+    """Print ``result`` (as one JSON document, or as ``show`` draws it), and exit with its
+    code."""
+    if as_json:
+        render.emit_json(result.to_dict())
+    else:
+        show(result)
+    finish(result.exit_code)
