@@ -54,7 +54,7 @@ def instances(target: Target, now: datetime | None = None) -> list[InstanceInfo]
     """Every instance of this table with a heartbeat row, live ones first."""
     now = now or utcnow()
     found = []
-    for beat in target.control.heartbeats():
+    for beat in map(Heartbeat.from_row, target.control.instances()):
         age = (now - beat.heartbeat_at).total_seconds()
         if beat.heartbeat_at.microsecond == 0:
             # A column made before MySQL/MariaDB kept microseconds holds whole seconds: the

@@ -146,14 +146,15 @@ class ControlPlane:
         with self.engine.connect() as conn:
             conn.execute(delete(i).where(i.c.instance_id == instance_id))
 
-    def heartbeats(self) -> list[Heartbeat]:
-        """The last heartbeat of every instance of this job table, by host and pid."""
+    def instances(self) -> list[dict[str, Any]]:
+        """The heartbeat row of every instance of this job table, by host and pid (read one
+        as a `Heartbeat` with `Heartbeat.from_row`)."""
         i = self.schema.instances
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(i).where(i.c.job_table == self.job_table).order_by(i.c.host, i.c.pid)
             ).mappings().all()
-        return [Heartbeat.from_row(row) for row in rows]
+        return [dict(row) for row in rows]
 
     # verify requests -----------------------------------------------------------------------
 
