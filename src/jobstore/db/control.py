@@ -63,15 +63,11 @@ class Heartbeat:
     @staticmethod
     def from_row(row: Mapping[Any, Any]) -> Heartbeat:
         """A heartbeat read back: times in UTC, the interval (stored as text) a number."""
-        return Heartbeat(
-            instance_id=row["instance_id"], host=row["host"], pid=int(row["pid"]),
-            stage=row["stage"], pinned=row["pinned"], started_at=as_utc(row["started_at"]),
-            heartbeat_at=as_utc(row["heartbeat_at"]),
-            sync_interval=float(row["sync_interval"]), memory_items=int(row["memory_items"]),
-            tracked_items=int(row["tracked_items"]), queued_writes=int(row["queued_writes"]),
-            failed_writes=int(row["failed_writes"]),
-            shadow_mismatches=int(row["shadow_mismatches"]), last_error=row["last_error"],
-        )
+        values = {f.name: row[f.name] for f in fields(Heartbeat)}
+        values.update(started_at=as_utc(row["started_at"]),
+                      heartbeat_at=as_utc(row["heartbeat_at"]),
+                      sync_interval=float(row["sync_interval"]))
+        return Heartbeat(**values)
 
 
 class ControlPlane:
