@@ -5,16 +5,21 @@ from __future__ import annotations
 import math
 import os
 
-from .db.engine import DEFAULT_URL
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
 from .db.schema import DEFAULT_TABLE
 from .stages import Stage
 
+DEFAULT_URL = "sqlite:///jobstore.db"
 DEFAULT_SHADOW_SAMPLE = 0.1
 
 
-def url(given: str | None = None) -> str:
-    """The database URL: the one given, else ``$JOBSTORE_URL``, else an SQLite file here."""
-    return given or os.environ.get("JOBSTORE_URL") or DEFAULT_URL
+def url(given: str | URL | Engine | None = None) -> str | URL | Engine:
+    """The database: the one given, else ``$JOBSTORE_URL``, else an SQLite file here."""
+    if given is not None:
+        return given
+    return os.environ.get("JOBSTORE_URL") or DEFAULT_URL
 
 
 def table(given: str | None = None) -> str:

@@ -96,14 +96,20 @@ STAGE_RULES: dict[Stage, StageRules] = {
 _ORDER: tuple[Stage, ...] = tuple(Stage)
 
 
-def check_transition(current: Stage, target: Stage, *, force: bool) -> None:
-    """Refuse a move to ``memory`` from a stage where the database is the authority.
+def transition_refusal(current: Stage, target: Stage) -> str | None:
+    """Why a move from ``current`` to ``target`` loses jobs, or None when it does not.
 
-    Such a move would leave writes that exist only in the database invisible; ``force``
-    accepts that loss knowingly.
+    A move to ``memory`` from a stage where the database is the authority would leave writes
+    that exist only in the database invisible: ``memory`` is the one stage that does not read it.
     """
-    if target is Stage.MEMORY and current.rules.db_authoritative and not force:
-        raise StageError(
-            f"moving from {current} to memory would hide every job that exists only in the "
-            "database; pass force to do it anyway"
-        )
+    if target is Stage.MEMORY and current.rules.db_authoritative:
+        return (f"moving from {current} to memory would hide every job that exists only in the "
+                "database")
+    return None
+
+
+def check_transition(current: Stage, target: Stage, *, force: bool) -> None:
+    """Refuse a move that `transition_refusal` names; ``force`` accepts the loss knowingly."""
+    refusal = transition_refusal(current, target)
+    if refusal is not None and not force:
+        raise StageError(f"{refusal}; pass force to do it anyway")

@@ -1,12 +1,13 @@
 """The operator's commands as functions: each takes a URL (or an Engine; None means
 ``$JOBSTORE_URL``, else ``sqlite:///jobstore.db``) and a ``table`` (None: ``$JOBSTORE_TABLE``,
 else ``jobs``), talks to the database through `jobstore.db`, never through a `JobStore`, and
-returns a frozen result with ``to_dict()`` (JSON data) and ``exit_code`` (the CLI's).
+returns a frozen result with ``to_dict()`` (JSON data) and ``exit_code`` (an `ExitCode`, the
+CLI's).
 
 Errors: `StoreUnavailableError` when the database cannot be reached, `JobStoreError` for a
 missing database or table or an unreadable file, `StageError` for a stage name or move that
 makes no sense. A refusal (drift, a move to memory, db_only without cutover) is a result with
-exit code 1, not an exception. No message carries a password.
+exit code 1 (``DRIFT`` or ``REFUSED``), not an exception. No message carries a password.
 
 >>> from jobstore import admin
 >>> result = admin.init("sqlite://")
@@ -14,8 +15,8 @@ exit code 1, not an exception. No message carries a password.
 'dual_write'
 """
 
-from ._target import InstanceInfo
 from .data import ExportResult, ImportResult, InitResult, export, import_, init
+from .exits import ExitCode
 from .inspect import (
     HistoryEntry,
     HistoryResult,
@@ -27,9 +28,11 @@ from .inspect import (
     show,
     status,
 )
+from .instances import InstanceInfo
 from .migrate import (
     BarrierProgress,
     BarrierResult,
+    CutoverOutcome,
     CutoverResult,
     StageChange,
     cutover,
@@ -41,7 +44,9 @@ from .verify import InstanceDrift, VerifyProgress, VerifyResult, verify, verify_
 __all__ = [
     "BarrierProgress",
     "BarrierResult",
+    "CutoverOutcome",
     "CutoverResult",
+    "ExitCode",
     "ExportResult",
     "HistoryEntry",
     "HistoryResult",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import IO, Any
 
 from sqlalchemy import inspect
@@ -16,9 +15,12 @@ from ..codec import status_of
 from ..db.jobs import JobRow
 from ..db.schema import KEY_MAX
 from ..exceptions import JobStoreError
+from ..snapshot import atomic_0600
 from ..stages import Stage
-from ._target import UrlLike, open_target, writer_id
+from ..timefmt import parse_time
+from .exits import ExitCode
 from .inspect import row_to_dict
+from .target import UrlLike, open_target, writer_id
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class InitResult:
     """The tables this call created (empty when everything existed)."""
 
     @property
-    def exit_code(self) -> int:
-        return 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url, "table": self.table, "stage": self.stage,
@@ -71,8 +73,8 @@ class ExportResult:
     """The file written, or None when the lines went to a stream."""
 
     @property
-    def exit_code(self) -> int:
-        return 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "count": self.count, "path": self.path}
@@ -89,21 +91,11 @@ def export(file: str | os.PathLike[str] | IO[str], url: UrlLike = None, *,
         if not isinstance(file, (str, os.PathLike)):
             return ExportResult(target.table, _write_lines(target.rows.scan_rows(), file), None)
         path = os.fspath(file)
-        temporary = f"{path}.tmp{os.getpid()}"
         try:
-            fd = os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            with atomic_0600(path) as out:
+                count = _write_lines(target.rows.scan_rows(), out)
         except OSError as exc:
             raise JobStoreError(f"cannot write {path}: {exc.strerror}") from exc
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                count = _write_lines(target.rows.scan_rows(), out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
         return ExportResult(target.table, count, path)
 
 
@@ -125,8 +117,8 @@ class ImportResult:
     """Lines not applied because the database's row is as new or newer."""
 
     @property
-    def exit_code(self) -> int:
-        return 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "path": self.path, "inserted": self.inserted,
@@ -192,8 +184,7 @@ def _time(value: Any, name: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"'{name}' must be an ISO 8601 time")
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parse_time(value)
 
 
 __all__ = ["ExportResult", "ImportResult", "InitResult", "export", "import_", "init"]

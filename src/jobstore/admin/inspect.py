@@ -9,8 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from ..db.jobs import JobEvent, JobRow
+from ..timefmt import as_utc, json_time
 from ..verify import FieldDiff, diff_documents
-from ._target import InstanceInfo, UrlLike, as_utc, instances, open_target
+from .exits import ExitCode
+from .instances import InstanceInfo, instances
+from .target import UrlLike, open_target
 
 DEFAULT_LS_LIMIT = 50
 
@@ -38,13 +41,13 @@ class StatusResult:
         return tuple(i for i in self.instances if not i.live)
 
     @property
-    def exit_code(self) -> int:
-        return 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "url": self.url, "table": self.table, "stage": self.stage,
-            "stage_changed_at": _iso(self.changed_at), "stage_changed_by": self.changed_by,
+            "stage_changed_at": json_time(self.changed_at), "stage_changed_by": self.changed_by,
             "stage_reason": self.reason, "jobs": self.jobs,
             "jobs_by_status": self.jobs_by_status,
             "live_instances": len(self.live), "stale_instances": len(self.stale),
@@ -83,8 +86,8 @@ class ShowResult:
         return self.row is not None
 
     @property
-    def exit_code(self) -> int:
-        return 0 if self.found else 1
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.found else ExitCode.NOT_FOUND
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "found": self.found,
@@ -107,7 +110,7 @@ class HistoryEntry:
     def to_dict(self) -> dict[str, Any]:
         e = self.event
         return {
-            "version": e.version, "op": e.op, "status": e.status, "at": _iso(as_utc(e.at)),
+            "version": e.version, "op": e.op, "status": e.status, "at": json_time(as_utc(e.at)),
             "written_by": e.written_by, "payload": _document(e.payload),
             "changes": [{"path": c.path, "before": c.memory, "after": c.db}
                         for c in self.changes],
@@ -120,8 +123,8 @@ class HistoryResult:
     entries: tuple[HistoryEntry, ...]
 
     @property
-    def exit_code(self) -> int:
-        return 0 if self.entries else 1
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.entries else ExitCode.NOT_FOUND
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "found": bool(self.entries),
@@ -153,8 +156,8 @@ class LsResult:
     rows: tuple[JobRow, ...]
 
     @property
-    def exit_code(self) -> int:
-        return 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "limit": self.limit, "total": self.total,
@@ -181,7 +184,8 @@ def row_to_dict(row: JobRow, *, payload: bool = True) -> dict[str, Any]:
         found["payload"] = _document(row.payload)
     found.update({
         "status": row.status, "version": row.version,
-        "created_at": _iso(as_utc(row.created_at)), "updated_at": _iso(as_utc(row.updated_at)),
+        "created_at": json_time(as_utc(row.created_at)),
+        "updated_at": json_time(as_utc(row.updated_at)),
         "written_by": row.written_by,
     })
     return found
@@ -196,6 +200,3 @@ def _document(payload: str | None) -> Any:
     except ValueError:
         return payload
 
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

@@ -8,9 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .._compat import StrEnum
 from ..exceptions import StageError
-from ..stages import Stage, check_transition
-from ._target import POLL_S, InstanceInfo, Target, UrlLike, actor, instances, open_target
+from ..stages import Stage, transition_refusal
+from .exits import ExitCode
+from .instances import POLL_S, InstanceInfo, instances
+from .target import Target, UrlLike, actor, open_target
 from .verify import DEFAULT_TIMEOUT_S, ProgressFn, VerifyProgress, VerifyResult, verify_in
 
 
@@ -91,11 +94,11 @@ class StageChange:
     jobs_in_db: int | None = None
 
     @property
-    def exit_code(self) -> int:
-        """1 when refused, 3 when some live instance did not follow in time, else 0."""
+    def exit_code(self) -> ExitCode:
+        """REFUSED, else TIMEOUT when some live instance did not follow in time, else OK."""
         if self.refused:
-            return 1
-        return 3 if self.barrier is not None and not self.barrier.ok else 0
+            return ExitCode.REFUSED
+        return ExitCode.TIMEOUT if self.barrier is not None and not self.barrier.ok else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,7 +144,6 @@ def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str |
         if state is None:
             raise StageError(f"table {target.table!r} has no stage yet: run `jobstore init`")
         current = state.stage
-        order = list(Stage)
         if to is None:
             new = current.previous()
             if new is None:
@@ -150,7 +152,7 @@ def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str |
                                    refused="already at memory, the first stage")
         else:
             new = Stage.parse(to)
-            if order.index(new) >= order.index(current):
+            if new.step >= current.step:
                 raise StageError(
                     f"--to {new.value} is not before the current stage {current.value}: "
                     "rollback only moves back (use `jobstore stage` or `jobstore cutover`)")
@@ -162,16 +164,14 @@ def _change(target: Target, current: Stage | None, new: Stage, *, force: bool, w
             timeout: float, reason: str,
             progress: Callable[[BarrierProgress], None] | None) -> StageChange:
     if current is not None:
-        try:
-            check_transition(current, new, force=force)
-        except StageError:
+        refusal = transition_refusal(current, new)
+        if refusal is not None and not force:
             jobs = target.rows.count()
             return StageChange(
                 target.url, target.table, current.value, new.value, changed=False,
                 jobs_in_db=jobs,
                 refused=(
-                    f"moving from {current.value} to memory would hide every job that exists "
-                    f"only in the database: the database holds {jobs} job(s), and from here "
+                    f"{refusal}: the database holds {jobs} job(s), and from here "
                     "jobstore cannot tell how many of them each process also holds in its "
                     "dict (a process in memory reads only its dict); pass --force to do it "
                     "anyway"))
@@ -184,19 +184,45 @@ def _change(target: Target, current: Stage | None, new: Stage, *, force: bool, w
                        barrier=barrier)
 
 
+class CutoverOutcome(StrEnum):
+    """How a cutover ended."""
+
+    DONE = "done"
+    ALREADY = "already"
+    """The stage was db_only already."""
+    DRY_RUN = "dry_run"
+    """The plan; nothing changed."""
+    REFUSED = "refused"
+    UNVERIFIED = "unverified"
+    """A live instance did not answer verify in time."""
+    CANCELLED = "cancelled"
+    """The confirmation said no."""
+    BARRIER_TIMEOUT = "barrier_timeout"
+    """db_only is set, but some live instance did not report running it in time."""
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return _CUTOVER_EXIT[self]
+
+
+_CUTOVER_EXIT = {
+    CutoverOutcome.DONE: ExitCode.OK,
+    CutoverOutcome.ALREADY: ExitCode.OK,
+    CutoverOutcome.DRY_RUN: ExitCode.OK,
+    CutoverOutcome.REFUSED: ExitCode.REFUSED,
+    CutoverOutcome.CANCELLED: ExitCode.REFUSED,
+    CutoverOutcome.UNVERIFIED: ExitCode.TIMEOUT,
+    CutoverOutcome.BARRIER_TIMEOUT: ExitCode.TIMEOUT,
+}
+
+
 @dataclass(frozen=True)
 class CutoverResult:
-    """What `cutover` found, decided and did.
-
-    ``outcome`` is one of ``done``, ``already`` (the stage was db_only already), ``dry_run``
-    (the plan, nothing changed), ``refused``, ``unverified`` (a live instance did not answer
-    verify in time), ``cancelled`` (the confirmation said no), ``barrier_timeout`` (db_only is
-    set but some live instance did not report running it in time).
-    """
+    """What `cutover` found, decided and did; ``outcome`` says how it ended."""
 
     url: str
     table: str
-    outcome: str
+    outcome: CutoverOutcome
     previous: str | None
     reasons: tuple[str, ...] = ()
     """Why it refused (or, with force, what it would have refused for)."""
@@ -206,13 +232,12 @@ class CutoverResult:
     barrier: BarrierResult | None = None
 
     @property
-    def exit_code(self) -> int:
-        return {"refused": 1, "cancelled": 1, "unverified": 3, "barrier_timeout": 3}.get(
-            self.outcome, 0)
+    def exit_code(self) -> ExitCode:
+        return self.outcome.exit_code
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "outcome": self.outcome, "url": self.url, "table": self.table,
+            "outcome": self.outcome.value, "url": self.url, "table": self.table,
             "previous": self.previous, "reasons": list(self.reasons), "forced": self.forced,
             "plan": list(self.plan),
             "verify": None if self.verify is None else self.verify.to_dict(),
@@ -236,7 +261,8 @@ def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = Fals
         previous = state.stage if state else None
         if previous is Stage.DB_ONLY:
             barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, progress=progress)
-            outcome = "already" if barrier.ok else "barrier_timeout"
+            outcome = (CutoverOutcome.ALREADY if barrier.ok
+                       else CutoverOutcome.BARRIER_TIMEOUT)
             return CutoverResult(target.url, target.table, outcome, previous.value,
                                  barrier=barrier)
         live = [i for i in instances(target) if i.live]
@@ -246,21 +272,22 @@ def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = Fals
             checked = verify_in(target, timeout=timeout, progress=verify_progress)
         reasons, unverified = _refusals(live, checked, timeout)
         plan = _plan(target, previous, live, timeout)
-        base = CutoverResult(target.url, target.table, "refused", _value(previous),
+        base = CutoverResult(target.url, target.table, CutoverOutcome.REFUSED, _value(previous),
                              reasons=tuple(reasons), forced=bool(reasons), plan=plan,
                              verify=checked)
         if reasons and not force:
-            outcome = "unverified" if unverified and len(reasons) == 1 else "refused"
+            outcome = (CutoverOutcome.UNVERIFIED if unverified and len(reasons) == 1
+                       else CutoverOutcome.REFUSED)
             return replace(base, outcome=outcome, forced=False)
         if dry_run:
-            return replace(base, outcome="dry_run")
+            return replace(base, outcome=CutoverOutcome.DRY_RUN)
         if confirm is not None and not confirm(plan):
-            return replace(base, outcome="cancelled")
+            return replace(base, outcome=CutoverOutcome.CANCELLED)
         target.control.set_stage(Stage.DB_ONLY, actor(),
                                  "cutover --force" if reasons else "cutover")
         barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, progress=progress)
-        return replace(base, outcome="done" if barrier.ok else "barrier_timeout",
-                       barrier=barrier)
+        return replace(base, barrier=barrier, outcome=(
+            CutoverOutcome.DONE if barrier.ok else CutoverOutcome.BARRIER_TIMEOUT))
 
 
 def _refusals(live: list[InstanceInfo], checked: VerifyResult | None,

@@ -11,23 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..db.jobs import utcnow
+from ..db.jobs import key_batches
 from ..exceptions import JobStoreError
+from ..snapshot import read_dump
+from ..timefmt import as_utc, utcnow
 from ..verify import Drift, DriftKind, VerifyReport, diff_documents
-from ._target import (
-    POLL_S,
-    InstanceInfo,
-    Target,
-    UrlLike,
-    actor,
-    as_utc,
-    instances,
-    open_target,
-)
+from .exits import ExitCode
+from .instances import POLL_S, InstanceInfo, instances
+from .target import Target, UrlLike, actor, open_target
 
 DEFAULT_TIMEOUT_S = 10.0
-SNAPSHOT_FORMAT = "jobstore-memory/1"
-_SNAPSHOT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -102,11 +95,11 @@ class VerifyResult:
         return sum(r.failed_writes for r in self.reports)
 
     @property
-    def exit_code(self) -> int:
-        """1 when a drift was found, else 3 when not everyone answered, else 0."""
+    def exit_code(self) -> ExitCode:
+        """DRIFT when a drift was found, else TIMEOUT when not everyone answered, else OK."""
         if self.drifts:
-            return 1
-        return 0 if self.complete else 3
+            return ExitCode.DRIFT
+        return ExitCode.OK if self.complete else ExitCode.TIMEOUT
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,21 +182,18 @@ def verify_snapshot(file: str | os.PathLike[str], url: UrlLike = None, *,
     given, and a different ``table`` is an error. The dump is a moment in the past, so a row
     updated after it was taken is reported as changed with a note saying so.
     """
-    document = _read_snapshot(file)
-    dumped_table = document.get("table")
-    if table is not None and dumped_table and table != dumped_table:
+    dump = read_dump(file)
+    if table is not None and dump.table and table != dump.table:
         raise JobStoreError(
-            f"{os.fspath(file)} is a dump of table {dumped_table!r}, not {table!r}")
-    dumped_at = _parse_time(document.get("dumped_at"))
-    jobs: dict[str, Any] = document["jobs"]
+            f"{os.fspath(file)} is a dump of table {dump.table!r}, not {table!r}")
+    dumped_at = dump.dumped_time
+    jobs = dump.jobs
     started = time.monotonic()
-    with open_target(url, table or dumped_table) as target:
-        drifts: list[Drift] = [Drift(str(key), DriftKind.UNENCODABLE,
+    with open_target(url, table or dump.table) as target:
+        drifts: list[Drift] = [Drift(key, DriftKind.UNENCODABLE,
                                      detail="the value could not be encoded when dumped")
-                               for key in document.get("unencodable") or ()]
-        keys = sorted(jobs)
-        for start in range(0, len(keys), _SNAPSHOT_BATCH):
-            batch = keys[start:start + _SNAPSHOT_BATCH]
+                               for key in dump.unencodable]
+        for batch in key_batches(sorted(jobs)):
             stored = target.rows.get_many(batch)
             for key in batch:
                 row = stored.get(key)
@@ -211,32 +201,13 @@ def verify_snapshot(file: str | os.PathLike[str], url: UrlLike = None, *,
                 if drift is not None:
                     drifts.append(_note_newer(target, drift, dumped_at))
         report = VerifyReport(
-            instance_id=str(document.get("instance_id") or "snapshot"),
-            stage=str(document.get("stage") or "unknown"), checked=len(jobs),
-            drifts=tuple(drifts), source="snapshot",
-            extra={"dumped_at": document.get("dumped_at")},
+            instance_id=dump.instance_id or "snapshot", stage=dump.stage or "unknown",
+            checked=len(jobs), drifts=tuple(drifts), source="snapshot",
+            extra={"dumped_at": dump.dumped_at},
         )
         return VerifyResult(url=target.url, table=target.table, source="snapshot",
                             request_id=None, reports=(report,),
                             elapsed_s=time.monotonic() - started, snapshot=os.fspath(file))
-
-
-def _read_snapshot(file: str | os.PathLike[str]) -> dict[str, Any]:
-    name = os.fspath(file)
-    try:
-        with open(name, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except OSError as exc:
-        raise JobStoreError(f"cannot read the snapshot {name}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise JobStoreError(f"{name} is not JSON: {exc}") from exc
-    if not isinstance(document, dict) or document.get("format") != SNAPSHOT_FORMAT:
-        raise JobStoreError(
-            f"{name} is not a jobstore memory dump (expected format {SNAPSHOT_FORMAT!r}, "
-            "as written by JobStore.dump_memory)")
-    if not isinstance(document.get("jobs"), dict):
-        raise JobStoreError(f"{name} has no 'jobs' object")
-    return document
 
 
 def _judge_snapshot(key: str, memory: Any, payload: str | None) -> Drift | None:
@@ -263,11 +234,3 @@ def _note_newer(target: Target, drift: Drift, dumped_at: datetime | None) -> Dri
                             f"{as_utc(row.updated_at).isoformat()})")
     return drift
 
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None

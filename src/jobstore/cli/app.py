@@ -15,11 +15,10 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
-from ..admin._target import scrub
+from ..admin.exits import ExitCode
+from ..db.redact import scrub
 from . import data, demo, inspect, migrate
-from .context import EXIT_USAGE, CommandFailed, Settings, one_line
-
-EXIT_INTERRUPTED = 130
+from .context import CommandFailed, Settings, one_line
 
 
 class JobstoreGroup(click.Group):
@@ -52,7 +51,7 @@ class JobstoreGroup(click.Group):
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
-            _fail("interrupted", EXIT_INTERRUPTED)
+            _fail("interrupted", ExitCode.INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -105,4 +104,4 @@ def main() -> NoReturn:
     cli.main(prog_name="jobstore")
 
 
-__all__ = ["EXIT_USAGE", "cli", "main"]
+__all__ = ["cli", "main"]

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..admin._target import db_reason, scrub
+from .. import config
+from ..admin.exits import ExitCode
+from ..db.redact import password, reason, scrub
 from ..exceptions import JobStoreError
-
-EXIT_OK = 0
-EXIT_DRIFT = 1
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 3
+from . import render
 
 
 @dataclass(frozen=True)
@@ -30,14 +27,7 @@ class Settings:
     @property
     def secret(self) -> str | None:
         """The URL's password, only to scrub it from messages."""
-        url = self.url or os.environ.get("JOBSTORE_URL")
-        if not url:
-            return None
-        try:
-            password = make_url(url).password
-        except ArgumentError:
-            return None
-        return None if password is None else str(password)
+        return password(config.url(self.url))
 
 
 def settings() -> Settings:
@@ -49,7 +39,7 @@ def settings() -> Settings:
 class CommandFailed(click.ClickException):
     """A failure already phrased for a person: printed as one line, exit code 2."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitCode.ERROR
 
 
 def one_line(exc: BaseException, secret: str | None) -> str:
@@ -57,7 +47,7 @@ def one_line(exc: BaseException, secret: str | None) -> str:
     if isinstance(exc, JobStoreError):
         text = str(exc)
     elif isinstance(exc, SQLAlchemyError):
-        text = f"database error: {db_reason(exc)}"
+        text = f"database error: {reason(exc)}"
     elif isinstance(exc, OSError):
         text = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     elif isinstance(exc, ValueError):
@@ -67,6 +57,28 @@ def one_line(exc: BaseException, secret: str | None) -> str:
     return scrub(" ".join(text.split()), secret) or type(exc).__name__
 
 
-def finish(code: int) -> NoReturn:
+def finish(code: ExitCode) -> NoReturn:
     """Leave the command with ``code``."""
     click.get_current_context().exit(code)
+
+
+class Result(Protocol):
+    """What every `jobstore.admin` function returns."""
+
+    @property
+    def exit_code(self) -> ExitCode: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Result)
+
+
+def report(result: R, as_json: bool, show: Callable[[R], None]) -> NoReturn:
+    """Print ``result`` (as one JSON document, or as ``show`` draws it), and exit with its
+    code."""
+    if as_json:
+        render.emit_json(result.to_dict())
+    else:
+        show(result)
+    finish(result.exit_code)

@@ -9,7 +9,7 @@ import click
 from .. import admin
 from ..stages import Stage
 from . import render
-from .context import finish, settings
+from .context import finish, report, settings
 
 JSON_HELP = "Print one JSON document on stdout instead of text."
 
@@ -27,8 +27,7 @@ def init(stage: str, as_json: bool) -> None:
     """
     s = settings()
     result = admin.init(s.url, table=s.table, stage=stage)
-    render.emit_json(result.to_dict()) if as_json else render.init(result)
-    finish(result.exit_code)
+    report(result, as_json, render.init)
 
 
 @click.command()
@@ -61,5 +60,4 @@ def import_(file: str, as_json: bool) -> None:
     """
     s = settings()
     result = admin.import_(file, s.url, table=s.table)
-    render.emit_json(result.to_dict()) if as_json else render.imported(result)
-    finish(result.exit_code)
+    report(result, as_json, render.imported)

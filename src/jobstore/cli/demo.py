@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
+from ..admin.exits import ExitCode
 from ..demo.narrator import RunCommand
 from ..demo.run import FolderNotEmpty, run_demo
-from .context import EXIT_USAGE
 
 
 def _runner(group: click.Command) -> RunCommand:
@@ -24,7 +24,7 @@ def _runner(group: click.Command) -> RunCommand:
             group.main(list(args), prog_name="jobstore")
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else
-                                                               EXIT_USAGE)
+                                                               ExitCode.ERROR)
         return 0
     return run
 

@@ -6,7 +6,7 @@ import click
 
 from .. import admin
 from . import render
-from .context import finish, settings
+from .context import report, settings
 
 JSON_HELP = "Print one JSON document on stdout instead of tables."
 
@@ -20,8 +20,7 @@ def status(as_json: bool) -> None:
     """
     s = settings()
     result = admin.status(s.url, table=s.table)
-    render.emit_json(result.to_dict()) if as_json else render.status(result)
-    finish(result.exit_code)
+    report(result, as_json, render.status)
 
 
 @click.command()
@@ -34,8 +33,7 @@ def show(key: str, as_json: bool) -> None:
     """
     s = settings()
     result = admin.show(key, s.url, table=s.table)
-    render.emit_json(result.to_dict()) if as_json else render.show(result)
-    finish(result.exit_code)
+    report(result, as_json, render.show)
 
 
 @click.command()
@@ -48,8 +46,7 @@ def history(key: str, as_json: bool) -> None:
     """
     s = settings()
     result = admin.history(key, s.url, table=s.table)
-    render.emit_json(result.to_dict()) if as_json else render.history(result)
-    finish(result.exit_code)
+    report(result, as_json, render.history)
 
 
 @click.command()
@@ -61,5 +58,4 @@ def ls(status_: str | None, limit: int, as_json: bool) -> None:
     """List jobs, most recently updated first, with how many match in all. Exit 0."""
     s = settings()
     result = admin.ls(s.url, table=s.table, status=status_, limit=limit or None)
-    render.emit_json(result.to_dict()) if as_json else render.ls(result)
-    finish(result.exit_code)
+    report(result, as_json, render.ls)

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from .. import admin
+from ..admin.exits import ExitCode
 from ..admin.verify import DEFAULT_TIMEOUT_S
 from ..stages import Stage
+from ..timefmt import json_time
 from . import render
-from .context import finish, settings
+from .context import finish, report, settings
 
 STAGES = click.Choice([s.value for s in Stage])
 JSON_HELP = "Print one JSON document on stdout instead of text."
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _moves_the_stage(command: F) -> F:
+    """The options of a command that sets the stage and waits for the live instances."""
+    for option in reversed((
+        click.option("--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S,
+                     show_default=True, metavar="S",
+                     help="Seconds to wait until every live instance runs the new stage."),
+        click.option("--no-wait", is_flag=True, help="Set the stage and return at once."),
+        click.option("--json", "as_json", is_flag=True, help=JSON_HELP),
+    )):
+        command = option(command)
+    return command
 
 
 @click.command()
 @click.argument("stage", required=False, type=STAGES, metavar="[S]")
 @click.option("--force", is_flag=True,
               help="Set db_only without cutover's checks, or memory from db_primary/db_only.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S,
-              show_default=True, metavar="S",
-              help="Seconds to wait until every live instance runs the new stage.")
-@click.option("--no-wait", is_flag=True, help="Set the stage and return at once.")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@_moves_the_stage
 def stage(stage: str | None, force: bool, timeout: float, no_wait: bool, as_json: bool) -> None:
     """Show the stage every process follows, or set it to S and wait for the live instances.
 
@@ -35,16 +51,15 @@ def stage(stage: str | None, force: bool, timeout: float, no_wait: bool, as_json
         current = admin.status(s.url, table=s.table)
         if as_json:
             render.emit_json({"table": current.table, "stage": current.stage,
-                              "changed_at": render.json_time(current.changed_at),
+                              "changed_at": json_time(current.changed_at),
                               "changed_by": current.changed_by, "reason": current.reason})
         else:
             render.stage_only(current)
-        finish(0)
+        finish(ExitCode.OK)
     with render.barrier_progress(timeout) as progress:
         result = admin.set_stage(stage, s.url, table=s.table, force=force, wait=not no_wait,
                                  timeout=timeout, progress=progress)
-    render.emit_json(result.to_dict()) if as_json else render.stage_change(result)
-    finish(result.exit_code)
+    report(result, as_json, render.stage_change)
 
 
 @click.command()
@@ -67,8 +82,7 @@ def verify(timeout: float, snapshot: str | None, as_json: bool) -> None:
     else:
         with render.verify_progress(timeout) as progress:
             result = admin.verify(s.url, table=s.table, timeout=timeout, progress=progress)
-    render.emit_json(result.to_dict()) if as_json else render.verify(result)
-    finish(result.exit_code)
+    report(result, as_json, render.verify)
 
 
 @click.command()
@@ -103,18 +117,13 @@ def cutover(yes: bool, force: bool, dry_run: bool, timeout: float, as_json: bool
 
         result = admin.cutover(s.url, table=s.table, force=force, dry_run=dry_run,
                                timeout=timeout, confirm=confirm, progress=display)
-    render.emit_json(result.to_dict()) if as_json else render.cutover(result)
-    finish(result.exit_code)
+    report(result, as_json, render.cutover)
 
 
 @click.command()
 @click.option("--to", "to", type=STAGES, metavar="S", help="Go back to S (an earlier stage).")
 @click.option("--force", is_flag=True, help="Allow memory from db_primary or db_only.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S,
-              show_default=True, metavar="S",
-              help="Seconds to wait until every live instance runs the new stage.")
-@click.option("--no-wait", is_flag=True, help="Set the stage and return at once.")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@_moves_the_stage
 def rollback(to: str | None, force: bool, timeout: float, no_wait: bool, as_json: bool) -> None:
     """Move one stage back (or back to S) and wait until the live instances run it.
 
@@ -126,5 +135,4 @@ def rollback(to: str | None, force: bool, timeout: float, no_wait: bool, as_json
     with render.barrier_progress(timeout) as progress:
         result = admin.rollback(s.url, table=s.table, to=to, force=force, wait=not no_wait,
                                 timeout=timeout, progress=progress)
-    render.emit_json(result.to_dict()) if as_json else render.stage_change(result)
-    finish(result.exit_code)
+    report(result, as_json, render.stage_change)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
@@ -18,6 +18,7 @@ from rich.table import Table
 from ..admin import (
     BarrierProgress,
     BarrierResult,
+    CutoverOutcome,
     CutoverResult,
     ExportResult,
     HistoryResult,
@@ -31,6 +32,7 @@ from ..admin import (
     VerifyProgress,
     VerifyResult,
 )
+from ..timefmt import as_utc, utcnow
 
 VALUE_WIDTH = 60
 OK = "[green]✓[/green]"
@@ -72,15 +74,11 @@ def age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def json_time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def when(value: datetime | None) -> str:
     if value is None:
         return "never"
-    moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    ago = (datetime.now(timezone.utc) - moment).total_seconds()
+    moment = as_utc(value)
+    ago = (utcnow() - moment).total_seconds()
     return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} UTC ({age(max(ago, 0))} ago)"
 
 
@@ -294,26 +292,29 @@ def cutover(result: CutoverResult) -> None:
     if result.verify is not None:
         verify(result.verify)
     headline = {
-        "done": f"{OK} cutover done: table {esc(result.table)} runs db_only",
-        "already": f"{OK} table {esc(result.table)} already runs db_only",
-        "dry_run": f"{OK} dry run: verify passed; nothing was changed",
-        "refused": f"{BAD} cutover refused; the stage stays {esc(result.previous)}",
-        "unverified": f"{BAD} cutover refused: not every live instance answered verify; "
-                      f"the stage stays {esc(result.previous)}",
-        "cancelled": f"{BAD} cutover cancelled; the stage stays {esc(result.previous)}",
-        "barrier_timeout": f"{BAD} db_only is set, but not every live instance runs it yet",
+        CutoverOutcome.DONE: f"{OK} cutover done: table {esc(result.table)} runs db_only",
+        CutoverOutcome.ALREADY: f"{OK} table {esc(result.table)} already runs db_only",
+        CutoverOutcome.DRY_RUN: f"{OK} dry run: verify passed; nothing was changed",
+        CutoverOutcome.REFUSED: f"{BAD} cutover refused; the stage stays "
+                                f"{esc(result.previous)}",
+        CutoverOutcome.UNVERIFIED: f"{BAD} cutover refused: not every live instance answered "
+                                   f"verify; the stage stays {esc(result.previous)}",
+        CutoverOutcome.CANCELLED: f"{BAD} cutover cancelled; the stage stays "
+                                  f"{esc(result.previous)}",
+        CutoverOutcome.BARRIER_TIMEOUT: f"{BAD} db_only is set, but not every live instance "
+                                        "runs it yet",
     }[result.outcome]
-    if result.outcome == "dry_run" and result.reasons:
+    if result.outcome is CutoverOutcome.DRY_RUN and result.reasons:
         headline = f"{WARN} dry run: would cut over with --force; nothing was changed"
     out.print(headline)
     for reason in result.reasons:
         marker = WARN if result.forced else BAD
         out.print(f"  {marker} {esc(reason)}" + (" (forced)" if result.forced else ""))
-    if result.outcome == "dry_run":
+    if result.outcome is CutoverOutcome.DRY_RUN:
         out.print("[bold]plan[/bold]")
         for n, step in enumerate(result.plan, start=1):
             out.print(f"  {n}. {esc(step)}")
-    if result.outcome in ("refused", "unverified") and not result.forced:
+    if result.outcome in (CutoverOutcome.REFUSED, CutoverOutcome.UNVERIFIED) and not result.forced:
         out.print("  fix the cause and run cutover again, or pass --force to cut over anyway")
     if result.barrier is not None:
         barrier(result.barrier)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..exceptions import JobStoreError
 from ..stages import Stage
+from ..timefmt import as_utc, utcnow
 from .engine import begin_statement, write_transaction
-from .jobs import utcnow
 from .schema import SCHEMA_VERSION, Schema, create_schema
 
 COMPONENT = "jobstore"
@@ -54,10 +55,19 @@ class Heartbeat:
     last_error: str | None
 
     def as_row(self, job_table: str) -> dict[str, Any]:
-        row = self.__dict__.copy()
+        row = {f.name: getattr(self, f.name) for f in fields(Heartbeat)}
         row["job_table"] = job_table
         row["sync_interval"] = repr(self.sync_interval)
         return row
+
+    @staticmethod
+    def from_row(row: Mapping[Any, Any]) -> Heartbeat:
+        """A heartbeat read back: times in UTC, the interval (stored as text) a number."""
+        values = {f.name: row[f.name] for f in fields(Heartbeat)}
+        values.update(started_at=as_utc(row["started_at"]),
+                      heartbeat_at=as_utc(row["heartbeat_at"]),
+                      sync_interval=float(row["sync_interval"]))
+        return Heartbeat(**values)
 
 
 class ControlPlane:
@@ -133,17 +143,14 @@ class ControlPlane:
             conn.execute(delete(i).where(i.c.instance_id == instance_id))
 
     def instances(self) -> list[dict[str, Any]]:
+        """The heartbeat row of every instance of this job table, by host and pid (read one
+        as a `Heartbeat` with `Heartbeat.from_row`)."""
         i = self.schema.instances
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(i).where(i.c.job_table == self.job_table).order_by(i.c.host, i.c.pid)
             ).mappings().all()
-        found = []
-        for row in rows:
-            item = dict(row)
-            item["sync_interval"] = float(item["sync_interval"])
-            found.append(item)
-        return found
+        return [dict(row) for row in rows]
 
     # verify requests -----------------------------------------------------------------------
 

@@ -67,12 +67,6 @@ class Compiled:
         self.order: tuple[str, ...] | None = (
             tuple(compiled.positiontup or ()) if compiled.positional else None)
 
-    def args(self, values: dict[str, Any]) -> Any:
-        """The driver's parameters from named values."""
-        if self.order is None:
-            return values
-        return tuple(values[name] for name in self.order)
-
 
 class _Kept:
     """The connection kept for the hot statements, its cursor, and the lock that lets one

@@ -37,8 +37,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
 from ..exceptions import JobStoreError
+from .redact import safe_url as safe_url  # re-exported: the store imports it from here
 
-DEFAULT_URL = "sqlite:///jobstore.db"
 SQLITE_BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 """Seconds a new server connection may take before it fails."""
@@ -51,23 +51,6 @@ POOL_MAX_OVERFLOW = 4
 """Connections per engine: ``POOL_SIZE`` kept, up to ``POOL_MAX_OVERFLOW`` more under load.
 Eight at most per process and store: 8 worker processes need 64 server connections."""
 POOL_RECYCLE_S = 1800
-
-
-def resolve_url(url: str | URL | Engine | None) -> str | URL | Engine:
-    """The URL to use: the one given, else ``$JOBSTORE_URL``, else an SQLite file here."""
-    if url is None:
-        return os.environ.get("JOBSTORE_URL") or DEFAULT_URL
-    return url
-
-
-def safe_url(url: str | URL | Engine) -> str:
-    """The URL with its password hidden, for every message a person may see."""
-    if isinstance(url, Engine):
-        return url.url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
 
 
 def create_store_engine(

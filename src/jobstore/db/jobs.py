@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -25,15 +25,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from ..timefmt import as_utc
+from ..timefmt import utcnow as utcnow  # re-exported: the store imports it from here
 from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
 from .schema import Schema
 
 SCAN_BATCH = 2000
-READ_BATCH = 500
-"""Keys per statement where keys are bound as a list (an IN clause)."""
 """Rows fetched per round trip when scanning the whole table (keyset pagination, no cursor
 held open between batches)."""
+KEY_BATCH = 500
+"""Keys per ``IN (...)`` list: far below every database's limit on bound parameters (SQLite's
+is 999 before 3.32), large enough that a batch costs one round trip per few hundred keys."""
+
+
+def key_batches(keys: Sequence[str], size: int = KEY_BATCH) -> Iterator[list[str]]:
+    """``keys`` in lists of at most ``size``, in order."""
+    for start in range(0, len(keys), size):
+        yield list(keys[start:start + size])
 
 
 class StoredRow(NamedTuple):
@@ -68,10 +77,6 @@ class JobEvent:
     status: str | None
     at: datetime
     written_by: str
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class JobRows:
@@ -140,8 +145,7 @@ class JobRows:
     def get_many(self, keys: Sequence[str]) -> dict[str, StoredRow]:
         found: dict[str, StoredRow] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(keys), READ_BATCH):
-                chunk = list(keys[start:start + READ_BATCH])
+            for chunk in key_batches(keys):
                 for row in conn.execute(self._get_many, {"keys": chunk}):
                     found[row[0]] = StoredRow(row[1], row[2])
         return found
@@ -226,7 +230,7 @@ class JobRows:
         """Write several jobs in one transaction; each key's new version.
 
         A handful of statements whatever the number of jobs: one executemany upsert, one
-        read of the new versions per 500 keys, one executemany of history events.
+        read of the new versions per `KEY_BATCH` keys, one executemany of history events.
         """
         latest = {write.key: write for write in writes}
         now = utcnow()
@@ -241,8 +245,8 @@ class JobRows:
                  "created_at": now, "updated_at": now, "written_by": written_by}
                 for w in latest.values()
             ])
-            for start in range(0, len(keys), READ_BATCH):
-                for row in conn.execute(self._versions, {"keys": keys[start:start + READ_BATCH]}):
+            for chunk in key_batches(keys):
+                for row in conn.execute(self._versions, {"keys": chunk}):
                     versions[row[0]] = int(row[1])
             conn.execute(self._record, [
                 {"key": w.key, "version": versions[w.key], "op": "set", "payload": w.payload,
@@ -287,7 +291,7 @@ class JobRows:
             current = conn.execute(self._full_row, {"key": row.key}).first()
             if current is None:
                 outcome = "inserted"
-            elif _as_utc(current.updated_at) >= _as_utc(row.updated_at):
+            elif as_utc(current.updated_at) >= as_utc(row.updated_at):
                 return "kept"
             else:
                 outcome = "updated"
@@ -341,7 +345,3 @@ class JobRows:
                 written_by=stmt.inserted.written_by,
             )
         raise NotImplementedError(self.dialect)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

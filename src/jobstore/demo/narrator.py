@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from .stopping import EXIT_INTERRUPTED, DemoFailure, checkpoint
+from ..admin.exits import ExitCode
+from .stopping import DemoFailure, checkpoint
 
 RunCommand = Callable[[Sequence[str]], int]
 """Runs ``jobstore ARGS`` to its end, printing to this process's stdout and stderr as the console
@@ -78,7 +79,7 @@ class Narrator:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-        if code == EXIT_INTERRUPTED:
+        if code == ExitCode.INTERRUPTED:
             raise KeyboardInterrupt
         checkpoint()
         self.commands += 1

@@ -16,12 +16,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from ..admin.exits import ExitCode
 from .acts import Demo
 from .narrator import RunCommand
 from .service import TABLE
 from .stopping import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
     DemoFailure,
     Interrupted,
     signals_ignored,
@@ -54,7 +53,7 @@ def run_demo(run_command: RunCommand, *, directory: Path | None = None, keep: bo
                 with signals_ignored():
                     runner.stop_servers()
     except DemoFailure as exc:
-        code = EXIT_FAILED
+        code = ExitCode.REFUSED
         console.print(f"\n[bold red]The demo stopped: {escape(str(exc))}[/]")
         logs = {server.log_path: server for server in runner.spawned}  # A restarts: one log
         for server in logs.values():
@@ -64,7 +63,7 @@ def run_demo(run_command: RunCommand, *, directory: Path | None = None, keep: bo
                 console.print(escape(tail), style="dim")
         keep = True
     except (KeyboardInterrupt, Interrupted):
-        code = EXIT_INTERRUPTED
+        code = ExitCode.INTERRUPTED
         console.print("\n[bold yellow]Interrupted: the demo's servers are stopped.[/]")
     finally:
         if keep:

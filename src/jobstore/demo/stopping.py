@@ -12,10 +12,6 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
-"""The exit code of an interrupted run, and of a ``jobstore`` command that was interrupted."""
-
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

@@ -13,15 +13,16 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import parse_document
-from ..db.jobs import READ_BATCH, StoredRow, utcnow
+from ..db.jobs import StoredRow, key_batches
 from ..exceptions import DecodeError, EncodeError
+from ..snapshot import MemoryDump
+from ..timefmt import utcnow
 from ..verify import Drift, DriftKind, VerifyReport, diff_documents
 from .keys import MISSING
 from .parts import Parts
 from .tier import Entry
 
 V = TypeVar("V")
-MEMORY_DUMP_FORMAT = "jobstore-memory/1"
 
 
 def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
@@ -47,8 +48,7 @@ def verify(parts: Parts[Any]) -> VerifyReport:
     keys = list(parts.tier.memory)
     suspects: list[str] = []
     drifts: list[Drift] = []
-    for start in range(0, len(keys), READ_BATCH):
-        batch = keys[start:start + READ_BATCH]
+    for batch in key_batches(keys):
         rows = _read_rows(parts, batch)
         if rows is None:
             drifts.extend(Drift(k, DriftKind.WRITE_PENDING, detail="database unreachable")
@@ -118,7 +118,7 @@ def _judge(parts: Parts[Any], key: str, row: StoredRow | None) -> Drift | None:
     return Drift(key, DriftKind.CHANGED, tuple(diff_documents(memory_doc, db_doc)))
 
 
-def memory_document(parts: Parts[Any]) -> dict[str, Any]:
+def memory_dump(parts: Parts[Any]) -> MemoryDump:
     """The dict as the document ``jobstore verify --snapshot`` reads."""
     jobs: dict[str, Any] = {}
     unencodable: list[str] = []
@@ -131,8 +131,6 @@ def memory_document(parts: Parts[Any]) -> dict[str, Any]:
             jobs[key] = json.loads(parts.codec.encode(value))
         except EncodeError:
             unencodable.append(key)
-    return {
-        "format": MEMORY_DUMP_FORMAT, "table": parts.table, "instance_id": parts.instance_id,
-        "stage": parts.stage.value, "dumped_at": utcnow().isoformat(),
-        "jobs": jobs, "unencodable": unencodable,
-    }
+    return MemoryDump(jobs, table=parts.table, instance_id=parts.instance_id,
+                      stage=parts.stage.value, dumped_at=utcnow().isoformat(),
+                      unencodable=tuple(unencodable))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from ..db.jobs import utcnow
+from ..timefmt import utcnow
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ from sqlalchemy.exc import DBAPIError
 from .. import config
 from ..codec import Codec, status_of
 from ..db.control import ControlPlane, StageState
-from ..db.engine import create_store_engine, prepare_engine, resolve_url, safe_url
+from ..db.engine import create_store_engine, prepare_engine
 from ..db.jobs import JobRows, JobWrite
-from ..db.redact import reason
+from ..db.redact import reason, safe_url
 from ..db.schema import build_schema
 from ..exceptions import StoreUnavailableError
-from ..snapshot import write_json_atomic
 from ..stages import Authority, Stage
 from ..verify import VerifyReport
 from . import audit, process
@@ -84,7 +83,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         schema = build_schema(self.table)
         codec: Codec[V] = Codec(model)
         shadow_rate = config.shadow_sample_rate(shadow_sample_rate)
-        target = resolve_url(url)
+        target = config.url(url)
         self.url = safe_url(target)
         if isinstance(target, Engine):
             self._engine: Engine = target.execution_options(isolation_level="AUTOCOMMIT")
@@ -304,9 +303,9 @@ class JobStore(MutableMapping[str, V], Generic[V]):
 
     def dump_memory(self, path: str | os.PathLike[str]) -> int:
         """Write the dict as JSON for ``jobstore verify --snapshot``; how many jobs it holds."""
-        document = audit.memory_document(self._parts)
-        write_json_atomic(path, document)
-        return len(document["jobs"])
+        dump = audit.memory_dump(self._parts)
+        dump.write(path)
+        return len(dump.jobs)
 
     # life cycle ------------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..db.control import Heartbeat
-from ..db.jobs import utcnow
 from ..exceptions import StoreUnavailableError
 from ..stages import Stage
+from ..timefmt import utcnow
 from .audit import verify
 from .flush import drain_queue, write_back
 from .follow import StageFollower
