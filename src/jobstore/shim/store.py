@@ -207,7 +207,8 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         check_key(key)
         parts = self._parts
         payload = parts.codec.encode(value)
-        parts.ready()
+        if parts.closed or not parts.loop_started:
+            parts.ready()
         with parts.lock:
             parts.policy.write(key, value, payload, status_of(value))
 
