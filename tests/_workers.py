@@ -40,10 +40,12 @@ def run_worker(name: str, *args: object, timeout: float = WAIT_S) -> str:
 
 
 class Agent:
-    """``workers/agent.py``: a service process the test drives one JSON command at a time."""
+    """``workers/agent.py`` (or another ``program`` of the same protocol, such as
+    ``workers/server.py``): a service process the test drives one JSON command at a time."""
 
-    def __init__(self, url: str, table: str, stage: str, sync_interval: float) -> None:
-        self.process = worker("agent", url, table, stage, sync_interval,
+    def __init__(self, url: str, table: str, stage: str, sync_interval: float,
+                 program: str = "agent") -> None:
+        self.process = worker(program, url, table, stage, sync_interval,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.instance_id = self._read()["instance_id"]
 

@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from .schema import Schema
+from .versions import ROW_PARAMS, insert_values
 
 SUPPORTED = ("sqlite", "postgresql")
 _HOOKS = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
@@ -52,7 +53,7 @@ def usable(engine: Engine) -> bool:
     hooked = any(bool(getattr(engine.dispatch, name, None)) for name in _HOOKS)
     return not hooked and not any(bool(getattr(engine.dialect.dispatch, name, None))
                                   for name in _DIALECT_HOOKS)
-_ROW_KEYS = ("key", "payload", "status", "version", "created_at", "updated_at", "written_by")
+_ROW_KEYS = list(ROW_PARAMS)
 
 
 class Compiled:
@@ -89,7 +90,8 @@ closes them (closing would end the parent's session on a server)."""
 _live: weakref.WeakSet[DirectRows] = weakref.WeakSet()
 
 _GET_ORDER = ("key",)
-_WRITE_ORDER = _ROW_KEYS
+_WRITE_ORDER = ("key", "payload", "status", "key", "created_at", "updated_at", "written_by")
+"""The insert binds the key twice: for its column, and to find the key's newest version."""
 _RECORD_ORDER = ("key", "version", "payload", "status", "at", "written_by")
 
 
@@ -125,10 +127,10 @@ class DirectRows:
                            written.c.payload, written.c.status, written.c.updated_at,
                            written.c.written_by),
                 ).returning(events.c.version),
-                engine, list(_ROW_KEYS))
+                engine, _ROW_KEYS)
             record = None
         else:
-            write = Compiled(upsert.returning(jobs.c.version), engine, list(_ROW_KEYS))
+            write = Compiled(upsert.returning(jobs.c.version), engine, _ROW_KEYS)
             record = Compiled(insert(events).values(op=literal_column("'set'")), engine,
                               list(_RECORD_ORDER))
         # Positional parameters are built in a fixed order below; a dialect that orders them
@@ -166,7 +168,7 @@ class DirectRows:
         try:
             if self._named:
                 cursor.execute(self._write_sql, {
-                    "key": key, "payload": payload, "status": status, "version": 1,
+                    "key": key, "payload": payload, "status": status,
                     "created_at": stamp, "updated_at": stamp, "written_by": written_by})
                 version = int(cursor.fetchone()[0])
             else:
@@ -182,7 +184,7 @@ class DirectRows:
                             stamp: Any, written_by: str) -> int:
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            cursor.execute(self._write_sql, (key, payload, status, 1, stamp, stamp, written_by))
+            cursor.execute(self._write_sql, (key, payload, status, key, stamp, stamp, written_by))
             version = int(cursor.fetchone()[0])
             cursor.execute(self._record_sql, (key, version, payload, status, stamp, written_by))
             cursor.execute("COMMIT")
@@ -312,8 +314,7 @@ def _sqlite_text(value: datetime) -> str:
 def _upsert(dialect: str, schema: Schema) -> Any:
     jobs = schema.jobs
     module: Any = sqlite if dialect == "sqlite" else postgresql
-    statement = module.insert(jobs).values(
-        {name: bindparam(name, type_=jobs.c[name].type) for name in _ROW_KEYS})
+    statement = module.insert(jobs).values(insert_values(schema))
     excluded = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=[jobs.c.key],

@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
@@ -30,6 +31,7 @@ from ..timefmt import utcnow as utcnow  # re-exported: the store imports it from
 from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
 from .schema import Schema
+from .versions import insert_values
 
 SCAN_BATCH = 2000
 """Rows fetched per round trip when scanning the whole table (keyset pagination, no cursor
@@ -107,6 +109,20 @@ class JobRows:
         )
         self._record = insert(events)
         self._delete = delete(jobs).where(key == bindparam("key"))
+        self._write_at_version = (
+            update(jobs)
+            .where(key == bindparam("at_key"), jobs.c.version == bindparam("expected"))
+            .values(payload=bindparam("new_payload"), status=bindparam("new_status"),
+                    version=jobs.c.version + literal_column("1"),
+                    updated_at=bindparam("now", type_=jobs.c.updated_at.type),
+                    written_by=bindparam("writer"))
+        )
+        self._deleted_since: Select[Any] = (
+            select(literal_column("1")).select_from(events)
+            .where(events.c.key == bindparam("key"), events.c.op == "delete",
+                   events.c.version > bindparam("version"))
+            .limit(1)
+        )
         self._delete_all = delete(jobs)
         self._record_all_deleted = insert(events).from_select(
             ["key", "version", "op", "payload", "status", "at", "written_by"],
@@ -241,7 +257,7 @@ class JobRows:
         versions: dict[str, int] = {}
         with self.engine.connect() as conn, write_transaction(conn, self._begin):
             conn.execute(self._upsert_each, [
-                {"key": w.key, "payload": w.payload, "status": w.status, "version": 1,
+                {"key": w.key, "payload": w.payload, "status": w.status,
                  "created_at": now, "updated_at": now, "written_by": written_by}
                 for w in latest.values()
             ])
@@ -254,6 +270,29 @@ class JobRows:
                 for w in latest.values()
             ])
         return versions
+
+    def write_if_version(self, write: JobWrite, written_by: str, expected: int) -> int | None:
+        """Write the job only if its row is still at version ``expected`` (a compare-and-set);
+        the new version, or None when the row moved on or is gone."""
+        now = utcnow()
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            changed = conn.execute(self._write_at_version, {
+                "at_key": write.key, "expected": expected, "new_payload": write.payload,
+                "new_status": write.status, "now": now, "writer": written_by,
+            }).rowcount
+            if changed != 1:
+                return None
+            conn.execute(self._record, {
+                "key": write.key, "version": expected + 1, "op": "set", "payload": write.payload,
+                "status": write.status, "at": now, "written_by": written_by,
+            })
+        return expected + 1
+
+    def deleted_since(self, key: str, version: int) -> bool:
+        """Whether the job was deleted after ``version`` (and perhaps written again since)."""
+        with self.engine.connect() as conn:
+            return conn.execute(self._deleted_since, {"key": key, "version": version}
+                                ).first() is not None
 
     def insert_if_absent(self, write: JobWrite, written_by: str) -> StoredRow:
         """Insert the job unless the key exists; the row that is stored afterwards."""
@@ -302,7 +341,7 @@ class JobRows:
     def _upsert_in(self, conn: Connection, write: JobWrite, written_by: str, now: datetime,
                    updated_at: datetime | None = None) -> int:
         params = {
-            "key": write.key, "payload": write.payload, "status": write.status, "version": 1,
+            "key": write.key, "payload": write.payload, "status": write.status,
             "created_at": now, "updated_at": updated_at or now, "written_by": written_by,
         }
         if self.dialect in ("sqlite", "postgresql"):
@@ -318,9 +357,10 @@ class JobRows:
 
     def _build_upsert(self, *, returning: bool = True) -> Any:
         jobs = self.schema.jobs
+        values = insert_values(self.schema)
         if self.dialect in ("sqlite", "postgresql"):
             module: Any = sqlite if self.dialect == "sqlite" else postgresql
-            stmt = module.insert(jobs)
+            stmt = module.insert(jobs).values(values)
             excluded = stmt.excluded
             upsert = stmt.on_conflict_do_update(
                 index_elements=[jobs.c.key],
@@ -334,7 +374,7 @@ class JobRows:
             )
             return upsert.returning(jobs.c.version) if returning else upsert
         if self.dialect in ("mysql", "mariadb"):
-            stmt = mysql.insert(jobs)
+            stmt = mysql.insert(jobs).values(values)
             return stmt.on_duplicate_key_update(
                 payload=stmt.inserted.payload,
                 status=stmt.inserted.status,

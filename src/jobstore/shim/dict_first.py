@@ -231,7 +231,9 @@ class DictFirst(Policy[V]):
         with self.parts.lock:
             entry = tier.entries.get(key)
             if entry is not None and (entry.unpersisted or (entry.version or 0) >= row.version):
-                return tier.memory[key]
+                value = tier.memory[key]
+                tier.hold(key, value, entry.payload, entry.version)
+                return value
             value = self.adopt_row(key, row)
             tier.hold(key, value, row.payload, row.version)
             return value

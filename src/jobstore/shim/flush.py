@@ -12,7 +12,9 @@ from ..db.jobs import JobWrite
 from ..db.redact import reason
 from ..exceptions import EncodeError, StoreUnavailableError
 from .parts import Parts
+from .reconcile import write_change
 from .retry import QueuedWrite
+from .tracking import Held
 
 DRAIN_BATCH = 200
 """Queued writes per transaction: after an outage the backlog lands in a few commits, and the
@@ -43,14 +45,32 @@ def write_back(parts: Parts[Any]) -> int:
             tier.unencodable.discard(key)
             if payload != held.baseline:
                 try:
-                    parts.policy.write(key, held.obj, payload, status_of(held.obj))
+                    _write_one(parts, key, held, payload)
                 except StoreUnavailableError:
                     failures += 1
                     continue
-                held.baseline = payload
             if unreferenced:
                 tracker.release(key, held)
     return failures
+
+
+def _write_one(parts: Parts[Any], key: str, held: Held, payload: str) -> None:
+    """A changed object: merged onto its row when the row it came from is known, else written
+    by the stage's policy (a job this process created and the database has not taken yet)."""
+    entry = parts.tier.entries.get(key)
+    if held.version is None or (entry is not None and entry.pending):
+        parts.policy.write(key, held.obj, payload, status_of(held.obj))
+        held.baseline = payload
+        return
+    try:
+        write_change(parts, key, held, payload)
+    except DBAPIError as exc:
+        parts.health.note_error(exc)
+        if parts.rules.db_authoritative:
+            raise StoreUnavailableError(f"cannot write {key!r}: {reason(exc)}") from exc
+        parts.health.failing = True
+        parts.policy.write(key, held.obj, payload, status_of(held.obj))
+        held.baseline = payload
 
 
 def drain_queue(parts: Parts[Any]) -> None:

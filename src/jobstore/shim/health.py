@@ -15,8 +15,8 @@ class Health:
     ``down_until`` spares dict-first reads a round trip for one interval after a failed read.
     """
 
-    __slots__ = ("down_until", "failing", "last_error", "shadow_checks", "shadow_mismatches",
-                 "write_errors")
+    __slots__ = ("conflicts", "down_until", "dropped_writes", "failing", "last_error",
+                 "shadow_checks", "shadow_mismatches", "write_errors")
 
     def __init__(self) -> None:
         self.write_errors = 0
@@ -25,6 +25,10 @@ class Health:
         self.down_until = 0.0
         self.shadow_checks = 0
         self.shadow_mismatches = 0
+        self.conflicts = 0
+        """Fields this process's change replaced after another process had changed them."""
+        self.dropped_writes = 0
+        """In-place changes dropped because another process had deleted the job."""
 
     def note_error(self, exc: BaseException) -> None:
         self.write_errors += 1

@@ -18,6 +18,7 @@ from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
 from .keys import MISSING, check_key, or_missing
 from .parts import Parts
+from .reconcile import bring_up_to_date
 
 V = TypeVar("V")
 Writes = dict[str, tuple[V, JobWrite]]
@@ -72,9 +73,11 @@ class Policy(Generic[V]):
         parts = self.parts
         tier = parts.tier
         held = tier.tracker.get(key)
-        if held is not None and held.version is not None and held.version >= row.version:
+        if held is not None and held.version is not None and (
+                held.version >= row.version or bring_up_to_date(parts, key, held, row)):
             # The same version, or a row read just before this process wrote a newer one (a
-            # write-back raced the read): the object handed out stays the one tracked.
+            # write-back raced the read), or a newer row whose fields the held object has now
+            # taken: the object handed out stays the one tracked.
             return cast(V, held.obj)
         entry = tier.entries.get(key)
         if entry is not None and entry.version == row.version and key in tier.memory:

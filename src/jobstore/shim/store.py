@@ -171,6 +171,16 @@ class JobStore(MutableMapping[str, V], Generic[V]):
     def shadow_mismatches(self) -> int:
         return self._parts.health.shadow_mismatches
 
+    def stats(self) -> dict[str, int]:
+        """This process's counters: errors, shadow comparisons, conflicts, queued writes."""
+        health = self._parts.health
+        return {
+            "write_errors": health.write_errors, "shadow_checks": health.shadow_checks,
+            "shadow_mismatches": health.shadow_mismatches, "conflicts": health.conflicts,
+            "dropped_writes": health.dropped_writes, "queued_writes": self.queued_writes,
+            "failed_writes": self.failed_writes,
+        }
+
     # reads -----------------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> V:

@@ -99,8 +99,14 @@ class DictTier(Generic[V]):
             held.version = version
 
     def hold(self, key: str, value: Any, payload: str | None, version: int | None) -> None:
-        """Track ``value`` for in-place changes, where the stage writes the database."""
-        if self.writes_db and type(value) not in IMMUTABLE_TYPES:
+        """Track ``value`` for in-place changes, where the stage writes the database. An
+        object held before for the key is let go, as a dict lets it go when the job is
+        replaced: changing it writes nothing."""
+        if not self.writes_db:
+            return
+        if type(value) in IMMUTABLE_TYPES:
+            self.tracker.drop(key)
+        else:
             self.tracker.hold(key, value, payload, version)
 
     def forget(self, key: str) -> None:
