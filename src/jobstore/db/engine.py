@@ -34,10 +34,11 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from ..exceptions import JobStoreError
 from .redact import safe_url as safe_url  # re-exported: the store imports it from here
+from .shared_pool import SharedConnectionPool
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
@@ -133,7 +134,9 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
     if "timeout" not in url.query:
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
     if path is None:
-        kwargs["poolclass"] = StaticPool
+        kwargs["poolclass"] = SharedConnectionPool
+        kwargs["shared_name"] = _shared_cache_name(url)
+        kwargs["shared_wait"] = limits.connect_timeout + limits.statement_timeout
     else:
         _create_private_file(path)
         kwargs["poolclass"] = StorePool
@@ -143,6 +146,20 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     prepare_engine(engine)
     return engine
+
+
+def _shared_cache_name(url: URL) -> str | None:
+    """The name of a shared-cache database, one per process whatever its connections; None
+    for a database private to its connection. A ``file:`` name needs ``uri=true``: without it
+    SQLite would create a file called ``file:...``."""
+    database = url.database or ""
+    if not database.startswith("file:"):
+        return None
+    if str(url.query.get("uri", "")).lower() not in ("true", "1"):
+        raise JobStoreError(
+            f"the SQLite URI filename in {safe_url(url)} needs uri=true in the URL's query "
+            "(sqlite:///file:NAME?mode=memory&cache=shared&uri=true)")
+    return database if url.query.get("cache") == "shared" else None
 
 
 def _create_private_file(path: str) -> None:
