@@ -1,26 +1,30 @@
-"""Open an in-memory store and write, read and list at once, while its loop's first rounds run.
+"""Open in-memory stores in fresh processes and write, read and list at once, while each
+store's loop runs its first rounds.
 
-usage: memory_burst.py URL N
+usage: memory_burst.py URL KEYS PROCESSES
 
-Prints one JSON line: the errors met (raised, counted by the store, or found by ``verify``) and
-the keys missing from ``list(s)`` or from a read just after their write.
+Imports jobstore once, then forks PROCESSES children (no store is open when it forks), each
+opening its own `JobStore` on URL with a 10 ms sync interval and running the burst over KEYS
+keys. Each child prints one JSON line: the errors it met (raised, counted by the store, or
+found by ``verify``) and the keys missing from a read or from ``list(s)`` just after their write.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 
 from jobstore import JobStore
 
 
-def main() -> None:
-    url, n = sys.argv[1], int(sys.argv[2])
+def burst(url: str, keys: int) -> dict[str, list[str]]:
     errors: list[str] = []
     missing: list[str] = []
     store: JobStore[dict[str, int]] = JobStore(url, stage="dual_write", sync_interval=0.01)
     try:
-        for i in range(n):
+        for i in range(keys):
             key = f"k{i}"
             try:
                 store[key] = {"n": i}
@@ -39,7 +43,27 @@ def main() -> None:
             errors.append(f"verify: {len(report.drifts)} drift(s), first: {report.drifts[0]}")
     finally:
         store.close()
-    print(json.dumps({"errors": errors, "missing": missing}))
+    return {"errors": errors, "missing": missing}
+
+
+def main() -> None:
+    url, keys, processes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                line = json.dumps(burst(url, keys))
+            except BaseException:
+                line = json.dumps({"errors": [traceback.format_exc()], "missing": []})
+                code = 1
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            os._exit(code)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

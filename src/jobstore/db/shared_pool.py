@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.pool.base import _ConnectionRecord
@@ -55,7 +56,8 @@ class SharedConnectionPool(Pool):
     """One DBAPI connection, checked out by one thread at a time (see the module docstring)."""
 
     def __init__(self, creator: Any, shared_name: str | None = None,
-                 shared_wait: float = DEFAULT_WAIT_S, shared_connection: Any = None,
+                 shared_wait: float = DEFAULT_WAIT_S,
+                 shared_connection: DBAPIConnection | None = None,
                  **kwargs: Any) -> None:
         """``shared_name``: the shared-cache database's name, None for a private database;
         ``shared_wait``: seconds a checkout waits for another thread's before it fails with an
@@ -66,14 +68,14 @@ class SharedConnectionPool(Pool):
         self._name = shared_name
         self._lock = lock_for(shared_name)
         self._wait = shared_wait
-        self._shared: Any = shared_connection
+        self._shared: DBAPIConnection | None = shared_connection
         self._make = self._invoke_creator
         self._invoke_creator = self._connection
 
-    def _connection(self, record: ConnectionPoolEntry) -> Any:
+    def _connection(self, rec: ConnectionPoolEntry) -> DBAPIConnection:
         """The one connection, opened on first use; a record that reconnects gets it again."""
         if self._shared is None:
-            self._shared = self._make(record)
+            self._shared = self._make(rec)
         return self._shared
 
     def _do_get(self) -> ConnectionPoolEntry:
@@ -95,7 +97,8 @@ class SharedConnectionPool(Pool):
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         self._lock.release()
 
-    def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
+    def _close_connection(self, connection: DBAPIConnection, *,
+                          terminate: bool = False) -> None:
         if connection is not self._shared:
             super()._close_connection(connection, terminate=terminate)
             return
