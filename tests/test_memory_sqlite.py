@@ -5,6 +5,7 @@ a database; a ``file:`` name without ``uri=true`` is refused."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import uuid
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
 
 from _workers import WAIT_S, worker
 from jobstore import JobStore, JobStoreError
@@ -142,6 +145,33 @@ def test_two_stores_on_one_shared_cache_name_are_one_database_and_share_it_safel
         other.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_keeps_its_own_copy_of_the_in_memory_database() -> None:
+    store: JobStore[Any] = JobStore("sqlite://", stage="db_only", sync_interval=0.01)
+    try:
+        store["a"] = {"n": 1}
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            os.close(read)
+            try:
+                store["b"] = {"n": 2}
+                seen = {"keys": sorted(store), "a": store["a"]}
+                store.close()
+            except BaseException as exc:
+                seen = {"error": repr(exc)}
+            os.write(write, json.dumps(seen).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            seen = json.loads(pipe.read() or "{}")
+        os.waitpid(pid, 0)
+        assert seen == {"keys": ["a", "b"], "a": {"n": 1}}
+        assert list(store) == ["a"]
+    finally:
+        store.close()
+
+
 def test_a_file_name_without_uri_true_is_refused_and_creates_no_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -195,3 +225,23 @@ def test_one_thread_at_a_time_checks_out_the_in_memory_connection() -> None:
         assert outcome == ["busy", "checked out"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("pool", [{}, {"poolclass": StaticPool}], ids=["default", "static"])
+def test_an_in_memory_engine_of_your_own_is_refused_with_what_to_do(pool: dict[str, Any]) -> None:
+    """SQLAlchemy's default pool gives each thread its own database; `StaticPool` lets threads
+    interleave on one connection."""
+    engine = create_engine("sqlite://", **pool)
+    try:
+        with pytest.raises(JobStoreError, match="create_store_engine"):
+            JobStore(engine)
+    finally:
+        engine.dispose()
+    built = create_store_engine("sqlite://")
+    try:
+        store: JobStore[Any] = JobStore(built, stage="db_only")
+        with store:
+            store["a"] = {"n": 1}
+            assert list(store) == ["a"]
+    finally:
+        built.dispose()

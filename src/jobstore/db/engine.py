@@ -92,9 +92,18 @@ def create_store_engine(
 
 
 def prepare_engine(engine: Engine) -> None:
-    """Install the per-connection settings on an engine that the caller created."""
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _on_sqlite_connect)
+    """Install the per-connection settings on an engine that the caller created.
+
+    An in-memory SQLite engine must come from `create_store_engine`: SQLAlchemy's own pools
+    give each thread a database of its own, or share one connection without serialising it."""
+    if engine.dialect.name != "sqlite":
+        return
+    if _in_memory(engine.url) and not isinstance(engine.pool, SharedConnectionPool):
+        raise JobStoreError(
+            f"an in-memory SQLite engine ({safe_url(engine.url)}) must be built by "
+            "jobstore.db.engine.create_store_engine, so that its threads share one "
+            "connection one at a time; or pass the URL itself")
+    event.listen(engine, "connect", _on_sqlite_connect)
 
 
 def begin_statement(engine: Engine) -> str:
@@ -146,6 +155,12 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     prepare_engine(engine)
     return engine
+
+
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return (database in ("", ":memory:") or url.query.get("mode") == "memory"
+            or database.startswith("file::memory:"))
 
 
 def _shared_cache_name(url: URL) -> str | None:
