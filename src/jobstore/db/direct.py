@@ -9,6 +9,8 @@ cursor itself, on one connection the rows keep checked out between calls:
 
 - one thread at a time uses the kept connection; another thread that finds it busy takes a
   pooled connection for that call instead of waiting, so the pool is never exhausted by it;
+- on an in-memory SQLite database, whose one connection every thread shares, no connection is
+  kept: each call checks it out, one thread at a time (see `jobstore.db.shared_pool`);
 - a forked child never touches its parent's kept connection: it opens its own on first use;
 - on PostgreSQL, a kept connection whose socket turned readable while idle (the server closed
   it, or restarted) is pinged before use, and replaced when the ping fails, as
@@ -37,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from .schema import Schema
+from .shared_pool import shares_one_connection
 from .versions import ROW_PARAMS, insert_values
 
 SUPPORTED = ("sqlite", "postgresql")
@@ -103,7 +106,8 @@ class DirectRows:
 
     def __init__(self, engine: Engine, schema: Schema, *, keep_connection: bool = True) -> None:
         self.engine = engine
-        self._keep = keep_connection
+        # A kept checkout of a pool's one shared connection would lock out every other thread.
+        self._keep = keep_connection and not shares_one_connection(engine)
         self.dialect = engine.dialect
         self.name = engine.dialect.name
         if self.name not in SUPPORTED:

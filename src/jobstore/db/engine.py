@@ -34,10 +34,11 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from ..exceptions import JobStoreError
 from .redact import safe_url as safe_url  # re-exported: the store imports it from here
+from .shared_pool import SharedConnectionPool
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
@@ -91,9 +92,18 @@ def create_store_engine(
 
 
 def prepare_engine(engine: Engine) -> None:
-    """Install the per-connection settings on an engine that the caller created."""
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _on_sqlite_connect)
+    """Install the per-connection settings on an engine that the caller created.
+
+    An in-memory SQLite engine must come from `create_store_engine`: SQLAlchemy's own pools
+    give each thread a database of its own, or share one connection without serialising it."""
+    if engine.dialect.name != "sqlite":
+        return
+    if _in_memory(engine.url) and not isinstance(engine.pool, SharedConnectionPool):
+        raise JobStoreError(
+            f"an in-memory SQLite engine ({safe_url(engine.url)}) must be built by "
+            "jobstore.db.engine.create_store_engine, so that its threads share one "
+            "connection one at a time; or pass the URL itself")
+    event.listen(engine, "connect", _on_sqlite_connect)
 
 
 def begin_statement(engine: Engine) -> str:
@@ -133,7 +143,9 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
     if "timeout" not in url.query:
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
     if path is None:
-        kwargs["poolclass"] = StaticPool
+        kwargs["poolclass"] = SharedConnectionPool
+        kwargs["shared_name"] = _shared_cache_name(url)
+        kwargs["shared_wait"] = limits.connect_timeout + limits.statement_timeout
     else:
         _create_private_file(path)
         kwargs["poolclass"] = StorePool
@@ -143,6 +155,26 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     prepare_engine(engine)
     return engine
+
+
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return (database in ("", ":memory:") or url.query.get("mode") == "memory"
+            or database.startswith("file::memory:"))
+
+
+def _shared_cache_name(url: URL) -> str | None:
+    """The name of a shared-cache database, one per process whatever its connections; None
+    for a database private to its connection. A ``file:`` name needs ``uri=true``: without it
+    SQLite would create a file called ``file:...``."""
+    database = url.database or ""
+    if not database.startswith("file:"):
+        return None
+    if str(url.query.get("uri", "")).lower() not in ("true", "1"):
+        raise JobStoreError(
+            f"the SQLite URI filename in {safe_url(url)} needs uri=true in the URL's query "
+            "(sqlite:///file:NAME?mode=memory&cache=shared&uri=true)")
+    return database if url.query.get("cache") == "shared" else None
 
 
 def _create_private_file(path: str) -> None:
