@@ -100,7 +100,7 @@ def _row(raw: Engine, table: str, key: str) -> tuple[str | None, int]:
 
 def _codec_check(store: JobStore[Any]) -> str:
     # internal: which read-back path the store's codec chose for its model
-    return str(store._parts.codec.round_trip_check)  # type: ignore[attr-defined]
+    return str(store._parts.codec.round_trip_check)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
