@@ -46,6 +46,11 @@ class Secret(BaseModel):
     _token: str = PrivateAttr(default="")
 
 
+class Envelope(BaseModel):
+    status: str
+    secret: Secret
+
+
 class Tagged(BaseModel):
     status: str
     tags: set[str] = Field(default_factory=set)
@@ -208,6 +213,11 @@ def test_a_set_private_attribute_and_a_set_field_are_not_refused(
     secrets["k"].status = "running"
     secrets.sync()
     assert secrets.failed_writes == 0
+    nested = make_store(stage=stage, model=Envelope, table="nested")
+    inner = Secret(status="queued")
+    inner._token = "abc"
+    nested["k"] = Envelope(status="queued", secret=inner)
+    assert make_store(stage=stage, model=Envelope, table="nested")["k"].secret.status == "queued"
     tags = make_store(stage=stage, model=Tagged, table="tags", sync_interval=3600)
     tagged = Tagged(status="queued")
     for i in range(200):
