@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import ops, peers, report, scale, writers
+from . import ops, peers, readback, report, scale, writers
 from .env import Env
 from .runner import run_cases
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         if env.pg_reason:
             print(f"PostgreSQL left out: {env.pg_reason}", file=sys.stderr)
         n = {k: sizes[k] for k in ("n_fast", "n_db", "n_pg")}
-        cases = peers.cases(env, **n) + ops.cases(env, **n)
+        cases = peers.cases(env, **n) + ops.cases(env, **n) + readback.cases(env, **n)
         if args.only:
             words = [w for w in args.only.split(",") if w]
             cases = [c for c in cases if any(w in f"{c.group} {c.impl} {c.op}" for w in words)]

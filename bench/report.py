@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from . import readback
 from .env import Env
 from .model import JOB_BYTES
 from .peers import GET_DB, GET_MEMORY, SET, WRITE_BACK
@@ -162,6 +163,9 @@ def console(results: Sequence[Result], concurrency: Concurrency | None,
         rows = operation_rows(results, group)
         if rows:
             parts.append(f"\n{GROUP_TITLES[group]}\n" + _plain_table(HEADERS, rows))
+    check_rows = readback.rows(list(results))
+    if check_rows:
+        parts.append(f"\n{readback.TITLE}\n" + _plain_table(readback.HEADERS, check_rows))
     parts.append("\nTargets\n" + _plain_table(
         ["target", "ratio", "met"],
         [[t.what, _fmt_ratio(v), {True: "yes", False: "NO", None: "–"}[m]]
@@ -433,6 +437,10 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
         rows = operation_rows(results, group)
         if rows:
             parts += [f"## {GROUP_TITLES[group]}", "", _markdown_table(HEADERS, rows), ""]
+    check_rows = readback.rows(list(results))
+    if check_rows:
+        parts += [f"## {readback.TITLE}", "", readback.ABOUT, "",
+                  _markdown_table(readback.HEADERS, check_rows), ""]
     if env.pg_reason:
         parts += [f"PostgreSQL was left out of this run: {env.pg_reason}.", ""]
     if concurrency is not None:

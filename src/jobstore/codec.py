@@ -15,6 +15,7 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, SchemaSerializer, SchemaValidator
 
 from .exceptions import DecodeError, EncodeError
+from .readback import FULL, SKIPPED, complete, flat_shape, read_back_error
 
 T = TypeVar("T")
 
@@ -27,7 +28,8 @@ IMMUTABLE_TYPES: tuple[type, ...] = (str, bytes, int, float, bool, type(None), t
 class Codec(Generic[T]):
     """Encodes values of one model to JSON text and decodes them back."""
 
-    def __init__(self, model: type[T] | Any | None) -> None:
+    def __init__(self, model: type[T] | Any | None, *, read_back: bool = True) -> None:
+        """``read_back=False`` leaves out the read-back check: only the benchmark's baseline."""
         self.model = model
         self._plain = model is None
         self._adapter: TypeAdapter[Any] = TypeAdapter(JsonValue if model is None else model)
@@ -37,10 +39,19 @@ class Codec(Generic[T]):
         serializer, validator = self._adapter.serializer, self._adapter.validator
         self._to_json: Any = (serializer.to_json if isinstance(serializer, SchemaSerializer)
                               else self._adapter.dump_json)
+        self._to_python: Any = (serializer.to_python if isinstance(serializer, SchemaSerializer)
+                                else self._adapter.dump_python)
         self._validate_json: Any = (validator.validate_json
                                     if isinstance(validator, SchemaValidator)
                                     else self._adapter.validate_json)
-        self._floats = None if model is None else _flat_float_fields(self._adapter.core_schema)
+        shape = None if model is None else flat_shape(self._adapter.core_schema)
+        self._shape = shape
+        self._floats = None if shape is None else (shape.is_dict, shape.floats)
+        self.round_trip_check = SKIPPED if model is None or (shape and shape.exact) else FULL
+        """How `encode` proves a document reads back equal: ``"skipped"`` when the schema
+        guarantees it (plain JSON values; flat unconstrained models of their own class with
+        every field set), else ``"full"`` (decode and compare, see `jobstore.readback`)."""
+        self._read_back = read_back
 
     def encode(self, value: Any) -> str:
         """The value's JSON document, or `EncodeError` if it has none that reads back equal."""
@@ -61,6 +72,11 @@ class Codec(Generic[T]):
                 )
             ):
                 raise ValueError("NaN and infinity have no JSON form")
+            if self._read_back and (self.round_trip_check == FULL or (
+                    self._shape is not None and not complete(self._shape, value))):
+                reason = read_back_error(value, data, self._validate_json, self._to_python)
+                if reason is not None:
+                    raise ValueError(reason)
         except (PydanticSerializationError, ValidationError, ValueError, TypeError) as exc:
             raise EncodeError(
                 f"cannot encode {type(value).__name__} as {self.name}: {_first_line(exc)}"
@@ -94,40 +110,6 @@ def parse_document(payload: str | bytes | None) -> Any:
     if payload is None:
         return None
     return json.loads(payload)
-
-
-_SCALARS = frozenset({"str", "int", "bool", "none", "datetime", "date", "time", "timedelta",
-                      "uuid", "literal", "enum", "bytes", "decimal", "url", "float"})
-
-
-def _flat_float_fields(schema: Any) -> tuple[bool, tuple[str, ...]] | None:
-    """For a dataclass, model or TypedDict whose fields are all plain scalars, serialized as
-    they are: whether its values are dicts, and the names of its float fields (the only places
-    a NaN can hide). None for anything else, which gets the general check."""
-    kind = schema.get("type")
-    if kind not in ("dataclass", "model", "typed-dict") or "serialization" in schema:
-        return None
-    if kind == "model" and (schema.get("root_model")
-                            or schema.get("config", {}).get("extra_fields_behavior") == "allow"):
-        return None
-    inner = schema if kind == "typed-dict" else schema.get("schema", {})
-    if inner.get("computed_fields") or inner.get("extras_schema"):
-        return None
-    fields = inner.get("fields")
-    items = ([(f["name"], f) for f in fields] if isinstance(fields, list)
-             else list(fields.items()) if isinstance(fields, dict) else None)
-    if items is None:
-        return None
-    floats = []
-    for name, field in items:
-        field_schema = field.get("schema", {})
-        while field_schema.get("type") in ("default", "nullable"):
-            field_schema = field_schema.get("schema", {})
-        if "serialization" in field_schema or field_schema.get("type") not in _SCALARS:
-            return None
-        if field_schema["type"] == "float":
-            floats.append(name)
-    return kind == "typed-dict", tuple(floats)
 
 
 def _non_finite_field(value: Any, is_dict: bool, names: tuple[str, ...]) -> bool:
