@@ -246,7 +246,7 @@ def test_modify_raises_when_the_database_is_unreachable_and_queues_nothing(
 def test_modify_raises_while_another_connection_holds_the_sqlite_write_lock(
         tmp_path: Path, stage: Stage) -> None:
     url = f"sqlite:///{tmp_path}/jobs.db"
-    with JobStore(f"{url}?timeout=0.2", table="jobs", stage=stage, sync_interval=600) as jobs:
+    with JobStore[Any](f"{url}?timeout=0.2", table="jobs", stage=stage, sync_interval=600) as jobs:
         jobs["a"] = {"n": 0}
         with write_lock_held(url), pytest.raises(StoreUnavailableError):
             jobs.modify("a", increment)
@@ -258,7 +258,7 @@ def test_modify_raises_while_another_connection_holds_the_sqlite_write_lock(
 
 def test_a_queued_write_lands_before_modify_reads_the_row(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/jobs.db"
-    with JobStore(f"{url}?timeout=0.2", table="jobs", stage=Stage.DUAL_WRITE,
+    with JobStore[Any](f"{url}?timeout=0.2", table="jobs", stage=Stage.DUAL_WRITE,
                   sync_interval=600) as jobs:
         jobs["a"] = {"n": 0}
         with table_renamed_away(url, "jobs"):
@@ -273,7 +273,7 @@ def test_a_queued_write_lands_before_modify_reads_the_row(tmp_path: Path) -> Non
 
 def test_in_memory_eight_threads_modifying_one_job_lose_no_increment(tmp_path: Path) -> None:
     threads, rounds = 8, 250
-    with JobStore(f"sqlite:///{tmp_path}/jobs.db", table="jobs", stage=Stage.MEMORY) as jobs:
+    with JobStore[Any](f"sqlite:///{tmp_path}/jobs.db", table="jobs", stage=Stage.MEMORY) as jobs:
         jobs["counter"] = {"n": 0}
         held = jobs["counter"]
 
