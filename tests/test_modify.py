@@ -180,6 +180,22 @@ def test_modify_of_a_missing_key_needs_a_default(
 
 
 @pytest.mark.parametrize("stage", DB_STAGES)
+def test_modify_of_a_job_another_store_deleted_raises_key_error_and_lets_the_job_go(
+        make_store: MakeStore, stage: Stage) -> None:
+    here = make_store(stage=stage, sync_interval=600)
+    there = make_store(stage=stage, sync_interval=600)
+    here["a"] = {"n": 0}
+    del there["a"]
+
+    with pytest.raises(KeyError):
+        here.modify("a", increment)
+
+    assert "a" not in here
+    assert here.get("a") is None
+    assert here.history("a")[-1].op == "delete"
+
+
+@pytest.mark.parametrize("stage", DB_STAGES)
 def test_fn_raising_changes_nothing(make_store: MakeStore, db_url: str, table_name: str,
                                     stage: Stage) -> None:
     jobs = make_store(stage=stage, sync_interval=600)
@@ -192,6 +208,8 @@ def test_fn_raising_changes_nothing(make_store: MakeStore, db_url: str, table_na
 
     with pytest.raises(RuntimeError, match="no"):
         jobs.modify("a", boom)
+    with pytest.raises(KeyError, match="missing"):
+        jobs.modify("a", lambda job: job["missing"])
     jobs.sync()
 
     assert held == {"n": 0}

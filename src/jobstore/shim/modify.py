@@ -35,9 +35,13 @@ def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSI
             return _in_memory(parts, key, fn, default)
         _settle(parts, key)
         made: list[V] = []
+        gone: list[bool] = []
 
         def change(row: StoredRow | None) -> JobWrite:
             made.clear()
+            if row is None and default is MISSING:
+                gone.append(True)
+                raise KeyError(key)
             made.append(fn(_current(parts, key, row, default)))
             return JobWrite(key, parts.codec.encode(made[0]), status_of(made[0]))
 
@@ -46,6 +50,10 @@ def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSI
         except DBAPIError as exc:
             parts.health.note_error(exc)
             raise StoreUnavailableError(f"cannot modify {key!r}: {reason(exc)}") from exc
+        except KeyError:
+            if gone:  # the row is not there (another server deleted it): nor is the job here
+                parts.tier.forget(key)
+            raise
         _adopt(parts, key, made[0], stored)
         return made[0]
 
@@ -54,8 +62,6 @@ def _current(parts: Parts[V], key: str, row: StoredRow | None, default: Any) -> 
     """A fresh copy of the job as the row has it, or of ``default`` for a missing row."""
     if row is not None:
         return parts.codec.decode(key, row.payload)
-    if default is MISSING:
-        raise KeyError(key)
     return parts.codec.decode(key, parts.codec.encode(default))
 
 
