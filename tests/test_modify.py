@@ -124,6 +124,23 @@ def test_four_processes_modifying_one_job_lose_no_increment(
     assert {event.op for event in history} == {"set"}
 
 
+@pytest.mark.slow
+def test_four_processes_creating_one_job_by_modify_with_a_default_lose_no_increment(
+        make_store: MakeStore, db_url: str, table_name: str, tmp_path: Path) -> None:
+    make_store(stage=Stage.DB_ONLY).close()      # the tables exist; the job does not
+    pins = ["db_only", "dual_write"] * (PROCESSES // 2)
+
+    summaries = run_counters(db_url, table_name, pins, "counter", tmp_path, mode="create")
+
+    assert [s["errors"] for s in summaries] == [{}] * PROCESSES
+    assert stored(db_url, table_name, "counter") == {"n": PROCESSES * INCREMENTS}
+    with make_store(stage=Stage.DB_ONLY) as jobs:
+        history = jobs.history("counter")
+    assert [event.value for event in history] == [
+        {"n": n} for n in range(1, PROCESSES * INCREMENTS + 1)]
+    assert [event.version for event in history] == list(range(1, PROCESSES * INCREMENTS + 1))
+
+
 @pytest.mark.parametrize("stage", DB_STAGES)
 def test_modify_stores_what_fn_returns_and_hands_it_out(
         make_store: MakeStore, db_url: str, table_name: str, stage: Stage) -> None:

@@ -1,9 +1,10 @@
 """One of several processes incrementing one job's counter at once.
 
-usage: counter.py URL TABLE KEY N GO_FILE MODE   (MODE: modify | assign)
+usage: counter.py URL TABLE KEY N GO_FILE MODE   (MODE: modify | create | assign)
 
 Prints ``ready``, waits until GO_FILE exists (so every process starts together), then does N
-increments of ``n`` in the job under KEY: ``modify`` through ``jobs.modify``, ``assign`` as
+increments of ``n`` in the job under KEY: ``modify`` through ``jobs.modify``, ``create`` the
+same with ``default={"n": 0}`` (the job need not exist yet), ``assign`` as
 legacy code does (``job = jobs[key]; job["n"] += 1; jobs[key] = job``). Prints one JSON line:
 the stage it ran and the errors raised (by message). The stage is pinned by the caller.
 """
@@ -39,6 +40,8 @@ def main() -> None:
         try:
             if mode == "modify":
                 jobs.modify(key, increment)
+            elif mode == "create":
+                jobs.modify(key, increment, default={"n": 0})
             else:
                 jobs[key] = increment(jobs[key])
         except Exception as exc:
