@@ -6,7 +6,7 @@ the event that records it in the history table, together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -25,9 +25,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from ..timefmt import as_utc
 from ..timefmt import utcnow as utcnow  # re-exported: the store imports it from here
+from .conflicts import MODIFY_ATTEMPTS, lost_race
 from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
 from .schema import Schema
@@ -136,6 +138,10 @@ class JobRows:
                 bindparam("written_by", type_=events.c.written_by.type),
             ),
         )
+        self._get_locked = self._get.with_for_update()  # SQLite: BEGIN IMMEDIATE locks already
+        self._insert_new = insert(jobs)
+        self._next_version = select(func.coalesce(func.max(events.c.version), 0) + 1).where(
+            events.c.key == bindparam("key"))
         self._history = (
             select(events.c.version, events.c.op, events.c.payload, events.c.status,
                    events.c.at, events.c.written_by)
@@ -337,6 +343,47 @@ class JobRows:
             self._upsert_in(conn, JobWrite(row.key, row.payload, row.status), written_by, now,
                             updated_at=row.updated_at)
         return outcome
+
+    def modify(self, key: str, change: Callable[[StoredRow | None], JobWrite],
+               written_by: str) -> StoredRow:
+        """Read the row under a write lock, store what ``change`` makes of it; the new row.
+
+        One transaction: ``SELECT ... FOR UPDATE`` (SQLite's ``BEGIN IMMEDIATE`` already holds
+        the database's write lock), ``change`` called with the row (None if there is none), its
+        write stored with its history event, version + 1. An exception from ``change`` rolls
+        the transaction back and propagates. A lost race (a deadlock, or another process
+        inserting the missing key first) rolls back and runs again, ``change`` included.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.engine.connect() as conn, write_transaction(conn, self._begin):
+                    found = conn.execute(self._get_locked, {"key": key}).first()
+                    current = None if found is None else StoredRow(found[0], found[1])
+                    write = change(current)
+                    now = utcnow()
+                    version = (self._insert_in(conn, write, written_by, now) if current is None
+                               else self._upsert_in(conn, write, written_by, now))
+                return StoredRow(write.payload, version)
+            except DBAPIError as exc:
+                if attempt >= MODIFY_ATTEMPTS or not lost_race(exc):
+                    raise
+
+    def _insert_in(self, conn: Connection, write: JobWrite, written_by: str,
+                   now: datetime) -> int:
+        """Insert a job that has no row, one version above any it had before (a plain insert:
+        a concurrent insert of the key fails here instead of being overwritten)."""
+        version = int(conn.execute(self._next_version, {"key": write.key}).scalar_one())
+        conn.execute(self._insert_new, {
+            "key": write.key, "payload": write.payload, "status": write.status,
+            "version": version, "created_at": now, "updated_at": now, "written_by": written_by,
+        })
+        conn.execute(self._record, {
+            "key": write.key, "version": version, "op": "set", "payload": write.payload,
+            "status": write.status, "at": now, "written_by": written_by,
+        })
+        return version
 
     def _upsert_in(self, conn: Connection, write: JobWrite, written_by: str, now: datetime,
                    updated_at: datetime | None = None) -> int:

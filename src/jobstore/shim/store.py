@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Engine
@@ -33,6 +33,7 @@ from .follow import StageFollower, adopt_dict_entries
 from .history import JobVersion
 from .keys import MISSING, check_key
 from .loop import BackgroundLoop
+from .modify import modify as atomic_modify
 from .parts import Parts
 from .policy import MemoryOnly, Policy, Writes
 from .retry import RetryQueue
@@ -278,6 +279,15 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         with parts.lock:
             parts.tier.clear()
             parts.policy.clear()
+
+    def modify(self, key: str, fn: Callable[[V], V], default: V | Any = MISSING) -> V:
+        """Store ``fn(copy of the job)`` atomically across processes; the stored value.
+
+        Runs against the database's row under its lock where the stage writes the database
+        (`StoreUnavailableError` if it is unreachable; nothing is queued), under the store's
+        lock in ``memory``. ``fn`` may run more than once; keep it short and pure.
+        """
+        return atomic_modify(self._parts, key, fn, default)
 
     # sync, audit, history --------------------------------------------------------------------
 

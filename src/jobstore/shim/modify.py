@@ -1,0 +1,112 @@
+"""`modify`: an atomic read-modify-write of one job, where ``job.n += 1`` from several processes
+would lose updates.
+
+Where the stage writes the database, ``fn`` runs inside one transaction that holds the row's
+lock, against the row as it is (`jobstore.db.jobs.JobRows.modify`); in ``memory`` it runs under
+the store's lock against the dict. Either way it gets a copy decoded from the stored JSON, so
+an object the app holds is never changed by ``fn``; the value ``fn`` returns becomes the job's
+object in this process, the one the dict holds and the tracker watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from ..codec import status_of
+from ..db.jobs import JobWrite, StoredRow
+from ..db.redact import reason
+from ..exceptions import StoreUnavailableError
+from .flush import drain_queue
+from .keys import MISSING, check_key
+from .parts import Parts
+
+V = TypeVar("V")
+
+
+def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSING) -> V:
+    """Store ``fn(copy of the job)`` atomically and return it; see `JobStore.modify`."""
+    check_key(key)
+    parts.ready()
+    with parts.lock:
+        if not parts.rules.writes_db:
+            return _in_memory(parts, key, fn, default)
+        _settle(parts, key)
+        made: list[V] = []
+        gone: list[bool] = []
+
+        def change(row: StoredRow | None) -> JobWrite:
+            made.clear()
+            if row is None and default is MISSING:
+                gone.append(True)
+                raise KeyError(key)
+            made.append(fn(_current(parts, key, row, default)))
+            return JobWrite(key, parts.codec.encode(made[0]), status_of(made[0]))
+
+        try:
+            stored = parts.rows.modify(key, change, parts.instance_id)
+        except DBAPIError as exc:
+            parts.health.note_error(exc)
+            raise StoreUnavailableError(f"cannot modify {key!r}: {reason(exc)}") from exc
+        except KeyError:
+            if gone:  # the row is not there (another server deleted it): nor is the job here
+                parts.tier.forget(key)
+            raise
+        _adopt(parts, key, made[0], stored)
+        return made[0]
+
+
+def _current(parts: Parts[V], key: str, row: StoredRow | None, default: Any) -> V:
+    """A fresh copy of the job as the row has it, or of ``default`` for a missing row."""
+    if row is not None:
+        return parts.codec.decode(key, row.payload)
+    return parts.codec.decode(key, parts.codec.encode(default))
+
+
+def _settle(parts: Parts[V], key: str) -> None:
+    """Before the row is read: this process's own unwritten changes to the job go first.
+
+    An in-place change to the held object is written (as the loop would), and a write of the
+    job waiting in the retry queue is replayed; if it cannot be, the database is not taking
+    writes and `modify` does not queue, so it raises.
+    """
+    held = parts.tier.tracker.get(key)
+    if held is not None:
+        payload = parts.codec.encode(held.obj)
+        if payload != held.baseline:
+            parts.policy.write(key, held.obj, payload, status_of(held.obj))
+            held.baseline = payload
+    queue = parts.queue
+    if key in queue or queue.clear_pending:
+        drain_queue(parts)
+        if key in queue or queue.clear_pending:
+            raise StoreUnavailableError(
+                f"cannot modify {key!r}: the database has not taken its earlier writes "
+                f"({parts.health.last_error})")
+
+
+def _adopt(parts: Parts[V], key: str, value: V, stored: StoredRow) -> None:
+    """The stored value becomes the job's object here: in the dict where the stage keeps one,
+    and tracked, so an object handed out before is let go and never written over it."""
+    tier = parts.tier
+    tier.tracker.drop(key)
+    if parts.rules.keeps_memory:
+        tier.remember(key, value, stored.payload, stored.version, pending=False)
+    tier.hold(key, value, stored.payload, stored.version)
+    tier.evict()
+
+
+def _in_memory(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any) -> V:
+    """``memory``: the dict alone, atomic within the process under the store's lock."""
+    codec = parts.codec
+    current = parts.tier.memory.get(key, MISSING)
+    if current is MISSING:
+        if default is MISSING:
+            raise KeyError(key)
+        current = default
+    value = fn(codec.decode(key, codec.encode(current)))
+    payload = codec.encode(value)
+    parts.policy.write(key, value, payload, status_of(value))
+    return value
