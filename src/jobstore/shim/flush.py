@@ -45,7 +45,7 @@ def write_back(parts: Parts[Any]) -> int:
             tier.unencodable.discard(key)
             if payload != held.baseline:
                 try:
-                    _write_one(parts, key, held, payload)
+                    write_one(parts, key, held, payload)
                 except StoreUnavailableError:
                     failures += 1
                     continue
@@ -54,7 +54,7 @@ def write_back(parts: Parts[Any]) -> int:
     return failures
 
 
-def _write_one(parts: Parts[Any], key: str, held: Held, payload: str) -> None:
+def write_one(parts: Parts[Any], key: str, held: Held, payload: str) -> None:
     """A changed object: merged onto its row when the row it came from is known, else written
     by the stage's policy (a job this process created and the database has not taken yet)."""
     entry = parts.tier.entries.get(key)

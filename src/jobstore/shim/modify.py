@@ -4,8 +4,8 @@ would lose updates.
 Where the stage writes the database, ``fn`` runs inside one transaction that holds the row's
 lock, against the row as it is (`jobstore.db.jobs.JobRows.modify`); in ``memory`` it runs under
 the store's lock against the dict. Either way it gets a copy decoded from the stored JSON, so
-an object the app holds is never changed by ``fn``; the value ``fn`` returns becomes the job's
-object in this process, the one the dict holds and the tracker watches.
+an object the app holds is never changed by ``fn``. Once the result is stored, an object the
+app holds of the job is brought up to date with it and stays the job's object.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from ..codec import status_of
 from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
-from .flush import drain_queue
+from .flush import drain_queue, write_one
 from .keys import MISSING, check_key
 from .parts import Parts
+from .refresh import refresh_in_place
 
 V = TypeVar("V")
 
@@ -54,8 +55,7 @@ def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSI
             if gone:  # the row is not there (another server deleted it): nor is the job here
                 parts.tier.forget(key)
             raise
-        _adopt(parts, key, made[0], stored)
-        return made[0]
+        return _adopt(parts, key, made[0], stored)
 
 
 def _current(parts: Parts[V], key: str, row: StoredRow | None, default: Any) -> V:
@@ -76,8 +76,7 @@ def _settle(parts: Parts[V], key: str) -> None:
     if held is not None:
         payload = parts.codec.encode(held.obj)
         if payload != held.baseline:
-            parts.policy.write(key, held.obj, payload, status_of(held.obj))
-            held.baseline = payload
+            write_one(parts, key, held, payload)
     queue = parts.queue
     if key in queue or queue.clear_pending:
         drain_queue(parts)
@@ -87,15 +86,19 @@ def _settle(parts: Parts[V], key: str) -> None:
                 f"({parts.health.last_error})")
 
 
-def _adopt(parts: Parts[V], key: str, value: V, stored: StoredRow) -> None:
-    """The stored value becomes the job's object here: in the dict where the stage keeps one,
-    and tracked, so an object handed out before is let go and never written over it."""
+def _adopt(parts: Parts[V], key: str, value: V, stored: StoredRow) -> V:
+    """The stored value becomes the job's state here: an object the app holds is brought up to
+    date in place and stays the job's object (else ``value`` takes its place), in the dict
+    where the stage keeps one, and tracked; the job's object is returned."""
     tier = parts.tier
-    tier.tracker.drop(key)
+    held = tier.tracker.get(key)
+    if held is not None and refresh_in_place(held.obj, value):
+        value = held.obj
     if parts.rules.keeps_memory:
         tier.remember(key, value, stored.payload, stored.version, pending=False)
     tier.hold(key, value, stored.payload, stored.version)
     tier.evict()
+    return value
 
 
 def _in_memory(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any) -> V:
@@ -108,5 +111,7 @@ def _in_memory(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any) ->
         current = default
     value = fn(codec.decode(key, codec.encode(current)))
     payload = codec.encode(value)
+    if current is not default and refresh_in_place(current, value):
+        value = current
     parts.policy.write(key, value, payload, status_of(value))
     return value
