@@ -185,3 +185,21 @@ def test_an_object_from_a_scan_is_tracked_after_the_loop_let_it_go(
     found[0]["status"] = "running"
     jobs.close()
     assert row(make_store, "a") == {"status": "running"}
+
+
+@pytest.mark.parametrize(("backend", "stage"), CASES)
+def test_an_assignment_of_a_stale_copy_keeps_what_another_server_wrote_since(
+        stage: Stage, servers: Servers, make_store: Callable[..., JobStore[Any]]) -> None:
+    seed_stage(make_store, stage)
+    worker, api = servers(stage), servers(stage)
+    ok(worker("set", key="J", value={"status": "queued", "render": {"progress": 0.0}}))
+    ok(api("hold", key="J", name="job"))
+    ok(worker("hold", key="J", name="job"))
+    ok(worker("change", name="job", path=["render", "progress"], value=0.5))
+    ok(worker("sync"))
+    ok(api("change", name="job", path=["status"], value="cancelled"))
+    ok(api("assign", name="job", key="J"))
+    assert row(make_store, "J") == {"status": "cancelled", "render": {"progress": 0.5}}
+    assert ok(api("held", name="job"))["value"] == {
+        "status": "cancelled", "render": {"progress": 0.5}}, "the assigned object is merged too"
+    assert ok(api("stats"))["value"]["conflicts"] == 0

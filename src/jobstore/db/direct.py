@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from select import POLLIN, poll
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, bindparam, insert, literal_column, select
+from sqlalchemy import Connection, Engine, bindparam, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -137,6 +137,27 @@ class DirectRows:
             write = Compiled(upsert.returning(jobs.c.version), engine, _ROW_KEYS)
             record = Compiled(insert(events).values(op=literal_column("'set'")), engine,
                               list(_RECORD_ORDER))
+        cas = (update(jobs)
+               .where(jobs.c.key == bindparam("at_key"), jobs.c.version == bindparam("expected"))
+               .values(payload=bindparam("new_payload"), status=bindparam("new_status"),
+                       version=jobs.c.version + literal_column("1"),
+                       updated_at=bindparam("now", type_=jobs.c.updated_at.type),
+                       written_by=bindparam("writer")))
+        if self.name == "postgresql":
+            changed = cas.returning(jobs.c.key, jobs.c.version, jobs.c.payload, jobs.c.status,
+                                    jobs.c.updated_at, jobs.c.written_by).cte("changed")
+            write_at = Compiled(
+                insert(events).from_select(
+                    ["key", "version", "op", "payload", "status", "at", "written_by"],
+                    select(changed.c.key, changed.c.version, literal_column("'set'"),
+                           changed.c.payload, changed.c.status, changed.c.updated_at,
+                           changed.c.written_by),
+                ).returning(events.c.version),
+                engine)
+        else:
+            write_at = Compiled(cas.returning(jobs.c.version), engine)
+        self._write_at_sql = write_at.sql
+        self._write_at_order = write_at.order
         # Positional parameters are built in a fixed order below; a dialect that orders them
         # differently is refused here rather than sent the wrong values.
         for compiled, order in ((get, _GET_ORDER), (write, _WRITE_ORDER), (record, _RECORD_ORDER)):
@@ -198,6 +219,43 @@ class DirectRows:
                 cursor.execute("ROLLBACK")
             raise
         return version
+
+    def write_at_version(self, key: str, payload: str, status: str | None, written_by: str,
+                         now: datetime, expected: int) -> int | None:
+        """Write the row only if it is still at ``expected`` (a compare-and-set), with its
+        history event, in one transaction; the new version, or None when the row moved."""
+        values = {"at_key": key, "expected": expected, "new_payload": payload,
+                  "new_status": status, "now": self._timestamp(now), "writer": written_by}
+        order = self._write_at_order
+        params: Any = values if order is None else tuple(values[name] for name in order)
+        conn, cursor, kept = self._acquire()
+        try:
+            if self._named:
+                cursor.execute(self._write_at_sql, params)
+                row = cursor.fetchone()
+                return None if row is None else int(row[0])
+            return self._begin_write_at_commit(cursor, params, key, payload, status,
+                                               values["now"], written_by)
+        except self._dbapi_error as exc:
+            raise self._translate(exc, conn, self._write_at_sql) from exc
+        finally:
+            self._release(conn, cursor, kept)
+
+    def _begin_write_at_commit(self, cursor: Any, params: Any, key: str, payload: str,
+                               status: str | None, stamp: Any, written_by: str) -> int | None:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(self._write_at_sql, params)
+            row = cursor.fetchone()
+            if row is not None:
+                cursor.execute(self._record_sql,
+                               (key, int(row[0]), payload, status, stamp, written_by))
+            cursor.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cursor.execute("ROLLBACK")
+            raise
+        return None if row is None else int(row[0])
 
     # the kept connection ---------------------------------------------------------------------
 

@@ -281,6 +281,9 @@ class JobRows:
         """Write the job only if its row is still at version ``expected`` (a compare-and-set);
         the new version, or None when the row moved on or is gone."""
         now = utcnow()
+        if self._direct is not None:
+            return self._direct.write_at_version(write.key, write.payload, write.status,
+                                                 written_by, now, expected)
         with self.engine.connect() as conn, write_transaction(conn, self._begin):
             changed = conn.execute(self._write_at_version, {
                 "at_key": write.key, "expected": expected, "new_payload": write.payload,

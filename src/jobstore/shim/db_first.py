@@ -16,6 +16,7 @@ from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
 from .keys import MISSING, check_key, or_missing
 from .policy import Policy, Writes, settle_default
+from .reconcile import assign, last_seen
 
 V = TypeVar("V")
 
@@ -48,11 +49,12 @@ class DatabaseFirst(Policy[V]):
     def write(self, key: str, value: V, payload: str, status: str | None) -> None:
         parts = self.parts
         try:
-            version = parts.rows.upsert(key, payload, status, parts.instance_id)
+            written, version = assign(parts, key, value, payload, status,
+                                      last_seen(parts, key))
         except DBAPIError as exc:
             parts.health.note_error(exc)
             raise StoreUnavailableError(f"cannot write {key!r}: {reason(exc)}") from exc
-        self._written(key, value, payload, version)
+        self._written(key, value, written, version)
 
     def write_many(self, writes: Writes[V]) -> None:
         parts = self.parts

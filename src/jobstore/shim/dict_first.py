@@ -20,6 +20,7 @@ from ..exceptions import StoreUnavailableError
 from .audit import shadow_compare
 from .keys import MISSING, check_key, or_missing
 from .policy import Policy, Writes, settle_default
+from .reconcile import Seen, assign, last_seen
 from .retry import QueuedWrite
 
 V = TypeVar("V")
@@ -99,20 +100,22 @@ class DictFirst(Policy[V]):
 
     def write(self, key: str, value: V, payload: str, status: str | None) -> None:
         tier = self.parts.tier
+        seen = last_seen(self.parts, key)
         previous = tier.entries.get(key)
         tier.remember(key, value, payload, previous.version if previous else None, pending=True)
         tier.hold(key, value, payload, None)
-        self._write_through(key, value, payload, status)
+        self._write_through(key, value, payload, status, seen)
         tier.evict()
 
-    def _write_through(self, key: str, value: V, payload: str, status: str | None) -> None:
+    def _write_through(self, key: str, value: V, payload: str, status: str | None,
+                       seen: Seen | None) -> None:
         """The database half of a write: done now, or queued if the database fails."""
         parts = self.parts
         if parts.health.failing and len(parts.queue):
             parts.queue.put(key, QueuedWrite(payload, status, attempts=0))
             return
         try:
-            version = parts.rows.upsert(key, payload, status, parts.instance_id)
+            written, version = assign(parts, key, value, payload, status, seen)
         except DBAPIError as exc:
             parts.health.note_error(exc)
             parts.health.failing = True
@@ -120,7 +123,7 @@ class DictFirst(Policy[V]):
             return
         if key in parts.queue:
             parts.queue.discard(key)
-        parts.tier.persisted(key, value, payload, version)
+        parts.tier.persisted(key, value, written, version)
 
     def write_many(self, writes: Writes[V]) -> None:
         parts = self.parts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from ..codec import status_of
@@ -24,6 +25,8 @@ from .tracking import Held
 log = logging.getLogger("jobstore")
 MAX_ATTEMPTS = 20
 """Compare-and-set rounds before a write-back waits for the next sync round."""
+DROPPED: Any = object()
+"""The outcome of a write onto a job another process deleted."""
 
 
 def write_change(parts: Parts[Any], key: str, held: Held, payload: str) -> bool:
@@ -31,31 +34,86 @@ def write_change(parts: Parts[Any], key: str, held: Held, payload: str) -> bool:
     row kept moving and the change waits for the next round. The caller holds the lock and
     handles the database's errors."""
     base = _document(parts, key, held.baseline)
-    mine = json.loads(payload)
-    if base == mine:
+    if base == json.loads(payload):
         held.baseline = payload
         return True
-    expected = held.version
-    assert expected is not None
-    candidate, status = payload, status_of(held.obj)
+    assert held.version is not None
+    outcome = _compare_and_set(parts, key, payload, status_of(held.obj),
+                               Seen(held.baseline, held.version))
+    if outcome is None:
+        return False
+    if outcome is DROPPED:
+        _dropped(parts, key, held)
+        return True
+    written, version = outcome
+    _landed(parts, key, held, written, version, merged=written is not payload)
+    return True
+
+
+def assign(parts: Parts[Any], key: str, value: Any, payload: str, status: str | None,
+           seen: Seen | None) -> tuple[str, int]:
+    """Write an assignment: merged into the row as it is now when this process saw the job
+    before (``seen``), whole when it did not or the job was deleted since (an assignment
+    creates the job again); the payload written and its version. A merged result is given
+    to ``value`` in place."""
+    if seen is not None:
+        outcome = _compare_and_set(parts, key, payload, status, seen)
+        if outcome is not None and outcome is not DROPPED:
+            written, version = outcome
+            if written is not payload:
+                refresh_in_place(value, parts.codec.decode(key, written))
+            return written, version
+    return payload, parts.rows.upsert(key, payload, status, parts.instance_id)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What this process last saw of a job: the row's JSON and its version."""
+
+    payload: str | None
+    version: int
+
+
+def last_seen(parts: Parts[Any], key: str) -> Seen | None:
+    """The newest sight this process had of the job's row: its held object or its dict entry."""
+    tier = parts.tier
+    held = tier.tracker.get(key)
+    entry = tier.entries.get(key)
+    seen: Seen | None = None
+    if held is not None and held.version is not None:
+        seen = Seen(held.baseline, held.version)
+    if entry is not None and not entry.unpersisted and entry.version is not None and (
+            seen is None or entry.version > seen.version):
+        seen = Seen(entry.payload, entry.version)
+    return seen
+
+
+def _compare_and_set(parts: Parts[Any], key: str, payload: str, status: str | None,
+                     seen: Seen) -> tuple[str, int] | Any | None:
+    """Write ``payload`` if the row is still at the version seen, else merge the change into
+    the row and try again: (payload written, version), `DROPPED` when the job was deleted
+    since, or None when the row kept moving."""
+    candidate, expected = payload, seen.version
+    base: Any = None
+    mine: Any = None
     conflicts: list[str] = []
     for _attempt in range(MAX_ATTEMPTS):
         version = parts.rows.write_if_version(JobWrite(key, candidate, status),
                                               parts.instance_id, expected)
         if version is not None:
-            _landed(parts, key, held, candidate, version, merged=candidate is not payload)
             _count_conflicts(parts, key, conflicts)
-            return True
+            return candidate, version
         row = parts.rows.get(key)
-        if row is None or parts.rows.deleted_since(key, held.version or 0):
-            _dropped(parts, key, held)
-            return True
+        if row is None or parts.rows.deleted_since(key, seen.version):
+            return DROPPED
+        if mine is None:
+            base, mine = _document(parts, key, seen.payload), json.loads(payload)
         result = merge(base, mine, json.loads(row.payload))
         conflicts = result.conflicts
         candidate = json.dumps(result.document, separators=(",", ":"), ensure_ascii=False)
         status = status_of(result.document)
         expected = row.version
-    return False
+    return None
 
 
 def bring_up_to_date(parts: Parts[Any], key: str, held: Held, row: StoredRow) -> bool:

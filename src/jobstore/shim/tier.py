@@ -96,6 +96,7 @@ class DictTier(Generic[V]):
             entry.fresh_until = time.monotonic() + self.sync_interval
         held = self.tracker.get(key)
         if held is not None and held.obj is value:
+            held.baseline = payload
             held.version = version
 
     def hold(self, key: str, value: Any, payload: str | None, version: int | None) -> None:
