@@ -51,5 +51,5 @@ def ddl(url: UrlLike = None, *, table: str | None = None) -> DdlResult:
         statements.append(str(sql.compile(dialect=mock.dialect)).strip())
 
     mock = create_mock_engine(target, collect)
-    build_schema(name).metadata.create_all(mock, checkfirst=False)  # type: ignore[arg-type]
+    build_schema(name).metadata.create_all(mock, checkfirst=False)
     return DdlResult(mock.dialect.name, name, tuple(statements))
