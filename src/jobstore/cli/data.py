@@ -45,7 +45,7 @@ def _print_script(result: admin.DdlResult) -> None:
 def export(file: str | None) -> None:
     """Write every job as JSON lines to FILE (mode 0600), or to stdout without FILE or with -.
 
-    Each line has key, payload, status, version, created_at, updated_at and written_by.
+    In insertion order, as a store lists them. Each line has key, payload, status, version, created_at, updated_at and written_by.
     Exit 0.
     """
     s = settings()
