@@ -45,8 +45,8 @@ def _print_script(result: admin.DdlResult) -> None:
 def export(file: str | None) -> None:
     """Write every job as JSON lines to FILE (mode 0600), or to stdout without FILE or with -.
 
-    In insertion order, as a store lists them. Each line has key, payload, status, version, created_at, updated_at and written_by.
-    Exit 0.
+    In insertion order, as a store lists them. Each line has key, payload, status, version,
+    created_at, updated_at and written_by. Exit 0.
     """
     s = settings()
     if file is None or file == "-":
