@@ -16,6 +16,7 @@ exit code 1 (``DRIFT`` or ``REFUSED``), not an exception. No message carries a p
 """
 
 from .data import ExportResult, ImportResult, InitResult, export, import_, init
+from .ddl import DdlResult, ddl
 from .exits import ExitCode
 from .inspect import (
     HistoryEntry,
@@ -46,6 +47,7 @@ __all__ = [
     "BarrierResult",
     "CutoverOutcome",
     "CutoverResult",
+    "DdlResult",
     "ExitCode",
     "ExportResult",
     "HistoryEntry",
@@ -61,6 +63,7 @@ __all__ = [
     "VerifyProgress",
     "VerifyResult",
     "cutover",
+    "ddl",
     "export",
     "history",
     "import_",

@@ -82,7 +82,8 @@ class ExportResult:
 
 def export(file: str | os.PathLike[str] | IO[str], url: UrlLike = None, *,
            table: str | None = None) -> ExportResult:
-    """Every job as one JSON line (key, payload, status, version, times, writer), in key order.
+    """Every job as one JSON line (key, payload, status, version, times, writer), in insertion
+    order (the order a store lists them in).
 
     A path is written through a temporary file (mode 0600: payloads can be private) that
     replaces it only when complete.

@@ -20,6 +20,7 @@ from ..db.engine import create_store_engine, prepare_engine, sqlite_path
 from ..db.jobs import JobRows
 from ..db.redact import password, reason, safe_url, scrub
 from ..db.schema import Schema, build_schema
+from ..db.upgrade import upgrade
 from ..exceptions import JobStoreError, StoreUnavailableError
 
 UrlLike = str | URL | Engine | None
@@ -133,3 +134,4 @@ def _require_tables(target: Target) -> None:
             f"no jobstore table {target.table!r} at {target.url} (missing: "
             f"{', '.join(missing)}): run `jobstore init`, or check --table / JOBSTORE_TABLE"
         )
+    upgrade(target.engine, target.schema)

@@ -18,16 +18,26 @@ JSON_HELP = "Print one JSON document on stdout instead of text."
 @click.option("--stage", type=click.Choice([s.value for s in Stage]), default="dual_write",
               show_default=True, metavar="S",
               help="The stage to start in, when the table has none yet.")
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the CREATE statements for the URL's database instead of running "
+                   "them (nothing is connected to).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def init(stage: str, as_json: bool) -> None:
+def init(stage: str, as_sql: bool, as_json: bool) -> None:
     """Create the job table, its history and the control tables (idempotent).
 
     An SQLite file is created (mode 0600) if missing. An existing stage is left as it is.
-    Exit 0.
+    With --sql, print the DDL for a DBA to run instead. Exit 0.
     """
     s = settings()
+    if as_sql:
+        report(admin.ddl(s.url, table=s.table), as_json, _print_script)
     result = admin.init(s.url, table=s.table, stage=stage)
     report(result, as_json, render.init)
+
+
+def _print_script(result: admin.DdlResult) -> None:
+    """The script as it is: not through the console, which would wrap or style it."""
+    sys.stdout.write(result.script)
 
 
 @click.command()
@@ -35,8 +45,8 @@ def init(stage: str, as_json: bool) -> None:
 def export(file: str | None) -> None:
     """Write every job as JSON lines to FILE (mode 0600), or to stdout without FILE or with -.
 
-    Each line has key, payload, status, version, created_at, updated_at and written_by.
-    Exit 0.
+    In insertion order, as a store lists them. Each line has key, payload, status, version,
+    created_at, updated_at and written_by. Exit 0.
     """
     s = settings()
     if file is None or file == "-":

@@ -20,7 +20,8 @@ from ..exceptions import JobStoreError
 from ..stages import Stage
 from ..timefmt import as_utc, utcnow
 from .engine import begin_statement, write_transaction
-from .schema import SCHEMA_VERSION, Schema, create_schema
+from .schema import OLDEST_READER, SCHEMA_VERSION, Schema, create_schema
+from .upgrade import upgrade
 
 COMPONENT = "jobstore"
 KEPT_VERIFY_REQUESTS = 100
@@ -88,7 +89,14 @@ class ControlPlane:
         )
 
     def ensure(self, seed_stage: Stage) -> None:
-        """Create the tables if missing, check the schema version, seed the stage row."""
+        """Create the tables if missing, check the schema version, upgrade the job table to
+        this release's layout, seed the stage row.
+
+        Two rows of ``jobstore_schema`` say where the database stands: ``jobstore``, the
+        oldest layout whose release may still use it (`OLDEST_READER`: every release refuses
+        a database whose row is above its own `SCHEMA_VERSION`), and ``layout:<table>``, the
+        layout the job table has been brought to.
+        """
         create_schema(self.engine, self.schema)
         versions = self.schema.versions
         with self.engine.connect() as conn:
@@ -97,17 +105,40 @@ class ControlPlane:
             ).scalar()
             if found is None:
                 _insert_ignoring_race(conn, insert(versions),
-                                      {"component": COMPONENT, "version": SCHEMA_VERSION})
+                                      {"component": COMPONENT, "version": OLDEST_READER})
             elif found > SCHEMA_VERSION:
                 raise JobStoreError(
                     f"the database's jobstore schema is version {found}; this jobstore "
                     f"understands up to {SCHEMA_VERSION}: upgrade jobstore"
                 )
+            upgrade(self.engine, self.schema)
+            self._record_layout(conn)
             if self.read_stage() is None:
                 _insert_ignoring_race(conn, insert(self.schema.control), {
                     "job_table": self.job_table, "stage": seed_stage.value,
                     "changed_at": utcnow(), "changed_by": "init", "reason": "seeded",
                 })
+
+    def _record_layout(self, conn: Any) -> None:
+        versions = self.schema.versions
+        component = f"layout:{self.job_table}"
+        found = conn.execute(
+            select(versions.c.version).where(versions.c.component == component)).scalar()
+        if found is None:
+            _insert_ignoring_race(conn, insert(versions),
+                                  {"component": component, "version": SCHEMA_VERSION})
+        elif found < SCHEMA_VERSION:
+            conn.execute(update(versions).where(versions.c.component == component)
+                         .where(versions.c.version < SCHEMA_VERSION),
+                         {"version": SCHEMA_VERSION})
+
+    def layout(self) -> int | None:
+        """The layout version the job table was last brought to, or None before this
+        release (which records it) opened it."""
+        versions = self.schema.versions
+        with self.engine.connect() as conn:
+            return conn.execute(select(versions.c.version).where(
+                versions.c.component == f"layout:{self.job_table}")).scalar()
 
     def read_stage(self) -> StageState | None:
         with self.engine.connect() as conn:

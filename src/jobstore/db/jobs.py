@@ -32,12 +32,13 @@ from ..timefmt import utcnow as utcnow  # re-exported: the store imports it from
 from .conflicts import MODIFY_ATTEMPTS, lost_race
 from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
+from .order import insertion_order
 from .schema import Schema
 from .versions import insert_values
 
 SCAN_BATCH = 2000
-"""Rows fetched per round trip when scanning the whole table (keyset pagination, no cursor
-held open between batches)."""
+"""Rows fetched per round trip when scanning the whole table (keyset pagination on the
+insertion order, `jobstore.db.order`; no cursor held open between batches)."""
 KEY_BATCH = 500
 """Keys per ``IN (...)`` list: far below every database's limit on bound parameters (SQLite's
 is 999 before 3.32), large enough that a batch costs one round trip per few hundred keys."""
@@ -103,7 +104,8 @@ class JobRows:
         )
         self._version = select(jobs.c.version).where(key == bindparam("key"))
         self._count = select(func.count()).select_from(jobs)
-        self._full_row = select(jobs).where(key == bindparam("key"))
+        self._full_row = select(*schema.row_columns).where(key == bindparam("key"))
+        self._order = insertion_order(jobs, self.dialect)
         self._upsert = self._build_upsert()
         self._upsert_each = self._build_upsert(returning=False)
         self._versions = select(key, jobs.c.version).where(
@@ -183,26 +185,15 @@ class JobRows:
 
     def scan(self, *, with_payload: bool = True, status: str | None = None,
              batch: int = SCAN_BATCH) -> Iterator[tuple[str, str, int]]:
-        """Every row in key order as (key, payload, version), streamed batch by batch.
+        """Every row in insertion order as (key, payload, version), streamed batch by batch.
 
         Each batch is one short statement, so no read transaction stays open while the caller
         works through the rows. Without payload the payload is an empty string.
         """
         jobs = self.schema.jobs
         columns = [jobs.c.key, jobs.c.payload if with_payload else literal(""), jobs.c.version]
-        query: Select[Any] = select(*columns).order_by(jobs.c.key).limit(batch)
-        if status is not None:
-            query = query.where(jobs.c.status == status)
-        after: str | None = None
-        while True:
-            page = query if after is None else query.where(jobs.c.key > after)
-            with self.engine.connect() as conn:
-                rows = conn.execute(page).all()
-            for row in rows:
-                yield row[0], row[1], row[2]
-            if len(rows) < batch:
-                return
-            after = rows[-1][0]
+        for row in self._in_order(columns, status, batch):
+            yield row[1], row[2], row[3]
 
     def count_by_status(self) -> dict[str | None, int]:
         """How many jobs have each status (None: jobs without one), in one statement."""
@@ -212,22 +203,31 @@ class JobRows:
             return {row[0]: int(row[1]) for row in conn.execute(query)}
 
     def scan_rows(self, *, batch: int = SCAN_BATCH) -> Iterator[JobRow]:
-        """Every full row in key order, streamed batch by batch like `scan`."""
-        jobs = self.schema.jobs
-        query = select(jobs).order_by(jobs.c.key).limit(batch)
-        after: str | None = None
+        """Every full row in insertion order, streamed batch by batch like `scan`."""
+        for row in self._in_order(self.schema.row_columns, None, batch):
+            yield JobRow(*row[1:])
+
+    def _in_order(self, columns: Sequence[Any], status: str | None,
+                  batch: int) -> Iterator[Any]:
+        """Rows of ``columns`` after their insertion-order value, first inserted first, one
+        statement per ``batch`` (keyset pagination on that value)."""
+        order = self._order
+        query: Select[Any] = select(order, *columns).order_by(order).limit(batch)
+        if status is not None:
+            query = query.where(self.schema.jobs.c.status == status)
+        after: int | None = None
         while True:
-            page = query if after is None else query.where(jobs.c.key > after)
+            page = query if after is None else query.where(order > after)
             with self.engine.connect() as conn:
-                rows = [JobRow(*row) for row in conn.execute(page)]
+                rows = conn.execute(page).all()
             yield from rows
             if len(rows) < batch:
                 return
-            after = rows[-1].key
+            after = rows[-1][0]
 
     def rows(self, *, status: str | None = None, limit: int | None = None) -> list[JobRow]:
         jobs = self.schema.jobs
-        query = select(jobs).order_by(jobs.c.updated_at.desc(), jobs.c.key)
+        query = select(*self.schema.row_columns).order_by(jobs.c.updated_at.desc(), jobs.c.key)
         if status is not None:
             query = query.where(jobs.c.status == status)
         if limit is not None:

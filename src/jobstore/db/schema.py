@@ -1,6 +1,7 @@
 """The tables jobstore owns, built in one place, and their creation on first use.
 
-- ``<table>``: one row per job (the columns are part of the contract).
+- ``<table>``: one row per job (the columns are part of the contract), and the insertion
+  order it is scanned in (`jobstore.db.order`).
 - ``<table>_events``: every version of every job, oldest first: the audit trail.
 - ``jobstore_*``: the control plane, shared by every job table in the database and keyed by the
   job table's name: the stage row, instance heartbeats, verify requests and their reports, and
@@ -33,8 +34,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
 from ..exceptions import JobStoreError
+from .order import order_column, order_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The layout this release creates, and upgrades a job table to when it opens it
+(`jobstore.db.upgrade`). 2: the insertion-order column."""
+OLDEST_READER = 1
+"""The oldest layout whose release can still use tables of this layout. It is what the
+``jobstore`` row of ``jobstore_schema`` holds: every release refuses a database whose row is
+above its own `SCHEMA_VERSION`, so this stays 1 while the previous release (which writes
+without the order column, and reads only the columns it knows) can run beside this one."""
 KEY_MAX = 255
 DEFAULT_TABLE = "jobs"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
@@ -84,6 +93,9 @@ def validate_table_name(name: str) -> str:
     return name
 
 
+ROW_COLUMNS = ("key", "payload", "status", "version", "created_at", "updated_at", "written_by")
+
+
 @dataclass(frozen=True)
 class Schema:
     """The job table, its history and the control tables, as SQLAlchemy Core tables."""
@@ -101,6 +113,12 @@ class Schema:
     def name(self) -> str:
         return self.jobs.name
 
+    @property
+    def row_columns(self) -> list[Column[Any]]:
+        """The job table's fixed columns (DESIGN section 3), in their order, without the
+        insertion-order column."""
+        return [self.jobs.c[name] for name in ROW_COLUMNS]
+
 
 def build_schema(table: str = DEFAULT_TABLE) -> Schema:
     validate_table_name(table)
@@ -115,6 +133,8 @@ def build_schema(table: str = DEFAULT_TABLE) -> Schema:
         Column("created_at", UtcDateTime, nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
         Column("written_by", String(64), nullable=False),
+        order_column(),
+        order_key(table),
     )
     events = Table(
         f"{table}_events",

@@ -19,6 +19,7 @@ from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
 from .audit import shadow_compare
 from .keys import MISSING, check_key, or_missing
+from .order import in_local_order
 from .policy import Policy, Writes, settle_default
 from .reconcile import Seen, assign, last_seen
 from .retry import QueuedWrite
@@ -218,7 +219,7 @@ class DictFirst(Policy[V]):
                 raise StoreUnavailableError(f"cannot list jobs: {reason(exc)}") from exc
             yield from list(parts.tier.memory)
             return
-        yield from sorted(only_here)
+        yield from in_local_order(parts.tier.memory, only_here)
 
     def items(self) -> Iterator[tuple[str, V]]:
         """Every job with its value in one streamed scan, not one query per key."""

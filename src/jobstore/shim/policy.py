@@ -17,6 +17,7 @@ from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
 from .keys import MISSING, check_key, or_missing
+from .order import in_local_order
 from .parts import Parts
 from .reconcile import bring_up_to_date
 
@@ -99,7 +100,7 @@ class Policy(Generic[V]):
         except DBAPIError as exc:
             raise StoreUnavailableError(f"cannot list jobs: {reason(exc)}") from exc
         memory = parts.tier.memory
-        for key in sorted(only_here):
+        for key in in_local_order(memory, only_here):
             if key in memory:
                 yield key, memory[key]
 
