@@ -41,12 +41,12 @@ class Target:
         else:
             self.url, self.table = PG_URL, env.pg_table("js")
 
-    def open(self, stage: Stage) -> JobStore[BenchJob]:
+    def open(self, stage: Stage) -> JobStore[str, BenchJob]:
         return JobStore(self.url, table=self.table, model=BenchJob, stage=stage,
                         sync_interval=SYNC_INTERVAL)
 
 
-def _fill(store: JobStore[BenchJob], n: int, offset: int = 0) -> list[str]:
+def _fill(store: JobStore[str, BenchJob], n: int, offset: int = 0) -> list[str]:
     ks = keys(n)
     for start in range(0, n, 500):
         chunk = jobs(min(500, n - start), offset + start)

@@ -106,7 +106,7 @@ def measure(fn: Callable[[], Any]) -> dict[str, Any]:
 
 # the two sides -----------------------------------------------------------------------------
 
-def fill(store: JobStore[BenchJob], rows: int) -> float:
+def fill(store: JobStore[str, BenchJob], rows: int) -> float:
     """Put ``rows`` jobs into the store's dict and table; seconds it took."""
     started = time.perf_counter()
     for start in range(0, rows, FILL_CHUNK):
@@ -118,7 +118,7 @@ def digest(payload: str) -> bytes:
     return hashlib.blake2b(payload.encode(), digest_size=16).digest()
 
 
-def memory_hashes(store: JobStore[BenchJob]) -> dict[str, bytes]:
+def memory_hashes(store: JobStore[str, BenchJob]) -> dict[str, bytes]:
     """What a raw tool would hold: each in-memory job's key and the hash of its JSON."""
     memory = store._parts.tier.memory  # the dict tier itself, read as a raw tool would read it
     return {key: digest(encode(value)) for key, value in list(memory.items())}
@@ -162,7 +162,7 @@ def _compare(rows: Any, hashes: dict[str, bytes]) -> dict[str, int]:
 
 def run_backend(url: str, rows: int, raw_scan: Callable[[dict[str, bytes]], dict[str, int]],
                 table: str) -> dict[str, Any]:
-    store: JobStore[BenchJob] = JobStore(url, table=table, model=BenchJob,
+    store: JobStore[str, BenchJob] = JobStore(url, table=table, model=BenchJob,
                                          stage=Stage.DUAL_WRITE, sync_interval=3600)
     try:
         fill_s = fill(store, rows)

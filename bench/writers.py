@@ -42,7 +42,7 @@ class Concurrency:
 
 
 def _jobstore_writer(url: str, worker: int, count: int, ready: Any, go: Any, out: Any) -> None:
-    store: JobStore[BenchJob] = JobStore(url, table="jobs", model=BenchJob,
+    store: JobStore[str, BenchJob] = JobStore(url, table="jobs", model=BenchJob,
                                          stage=Stage.DUAL_WRITE, sync_interval=30.0)
     with store:
         batch = [(f"w{worker}-{i:06d}", make_job(i)) for i in range(count)]

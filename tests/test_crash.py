@@ -129,7 +129,7 @@ def test_a_writer_killed_20_times_at_random_loses_no_acknowledged_write(
 
     print(f"{KILLS} writers SIGKILLed; {len(all_acked)} acknowledged writes, 0 lost")
     assert len(all_acked) >= KILLS, "the writers were killed before they wrote anything"
-    jobs: JobStore[PresentationJob] = JobStore(
+    jobs: JobStore[str, PresentationJob] = JobStore(
         f"sqlite:///{path}", table="jobs", model=PresentationJob)
     with jobs:
         assert len(jobs) >= len(all_acked)

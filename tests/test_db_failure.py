@@ -22,7 +22,7 @@ from jobstore.verify import DriftKind
 from workers.loop_rounds import wait_for_first_loop_round
 from workers.models import PresentationJob, sample_job
 
-OpenStore = Callable[..., JobStore[PresentationJob]]
+OpenStore = Callable[..., JobStore[str, PresentationJob]]
 BUSY_TIMEOUT = 0.2
 
 
@@ -72,11 +72,11 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_store(path: Path) -> Iterator[OpenStore]:
-    stores: list[JobStore[PresentationJob]] = []
+    stores: list[JobStore[str, PresentationJob]] = []
 
-    def make(stage: Stage, **kwargs: object) -> JobStore[PresentationJob]:
+    def make(stage: Stage, **kwargs: object) -> JobStore[str, PresentationJob]:
         kwargs.setdefault("sync_interval", 600)
-        store: JobStore[PresentationJob] = JobStore(
+        store: JobStore[str, PresentationJob] = JobStore(
             f"sqlite:///{path}?timeout={BUSY_TIMEOUT}", table="jobs", model=PresentationJob,
             stage=stage, **kwargs)  # type: ignore[arg-type]
         stores.append(store)
@@ -127,7 +127,7 @@ def test_in_a_dict_first_stage_a_failing_db_is_invisible_and_the_writes_land_aft
     assert sorted(rows) == ["a", "b", "c"]
     assert '"status":"completed"' in rows["a"]
     assert jobs.verify().consistent
-    fresh: JobStore[PresentationJob] = JobStore(
+    fresh: JobStore[str, PresentationJob] = JobStore(
         f"sqlite:///{path}", table="jobs", model=PresentationJob)
     with fresh:
         assert fresh["b"] == sample_job("b", 3)

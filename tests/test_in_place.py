@@ -21,7 +21,7 @@ INTERVAL = 0.25
 MARGIN = 0.25
 """Scheduling slack on a shared 2-core machine: a round itself takes a few milliseconds."""
 POLL = 0.005
-OpenStore = Callable[..., JobStore[PresentationJob]]
+OpenStore = Callable[..., JobStore[str, PresentationJob]]
 
 
 @pytest.fixture
@@ -31,10 +31,10 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_store(db_path: Path) -> Iterator[OpenStore]:
-    stores: list[JobStore[PresentationJob]] = []
+    stores: list[JobStore[str, PresentationJob]] = []
 
-    def make(stage: Stage, sync_interval: float = INTERVAL) -> JobStore[PresentationJob]:
-        store: JobStore[PresentationJob] = JobStore(
+    def make(stage: Stage, sync_interval: float = INTERVAL) -> JobStore[str, PresentationJob]:
+        store: JobStore[str, PresentationJob] = JobStore(
             f"sqlite:///{db_path}", table="jobs", model=PresentationJob, stage=stage,
             sync_interval=sync_interval)
         stores.append(store)
@@ -123,7 +123,7 @@ def test_an_in_place_change_reaches_the_db_at_close(
     document = document_of(db_path, "abc123")
     assert document["status"] == "completed"
     assert document["video_url"] == "/download/abc123.mp4?v=2"
-    again: JobStore[PresentationJob] = JobStore(
+    again: JobStore[str, PresentationJob] = JobStore(
         f"sqlite:///{db_path}", table="jobs", model=PresentationJob)
     with again:
         assert again["abc123"] == job

@@ -33,7 +33,7 @@ def test_a_handed_out_job_stays_tracked_while_another_thread_reads_it(
         path: Path, stage: Stage) -> None:
     """A read that raced a write-back of the same job does not replace the tracked object with
     an older copy, so the job's later in-place changes still reach the database."""
-    jobs: JobStore[dict[str, object]] = JobStore(
+    jobs: JobStore[str, dict[str, object]] = JobStore(
         f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=0.01)
     with jobs:
         for n in range(6):
@@ -67,7 +67,7 @@ def test_a_change_made_just_before_the_caller_drops_the_job_reaches_the_database
         path: Path, stage: Stage) -> None:
     """The loop decides an object is no longer referenced before it encodes it for the last
     time, so a change made between a write-back and the caller letting go is not lost."""
-    jobs: JobStore[dict[str, object]] = JobStore(
+    jobs: JobStore[str, dict[str, object]] = JobStore(
         f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=0.001)
     with jobs:
         keys = [f"job{n}" for n in range(250)]
@@ -88,7 +88,7 @@ def test_a_job_taken_in_memory_and_changed_after_the_move_to_dual_write_reaches_
         path: Path) -> None:
     """A render that took its job from the dict in ``memory`` goes on changing it after the
     fleet moves to ``dual_write``; those changes are written back like any other."""
-    jobs: JobStore[dict[str, object]] = JobStore(
+    jobs: JobStore[str, dict[str, object]] = JobStore(
         f"sqlite:///{path}", table="jobs", stage=Stage.MEMORY, sync_interval=60)
     with jobs:
         jobs["abc123"] = {"status": "processing", "progress": 0.5}
@@ -107,7 +107,7 @@ def test_verify_does_not_call_an_in_place_change_awaiting_its_write_back_drift(
         path: Path, stage: Stage) -> None:
     """A job changed in place since its last write-back is not drift (the next round writes
     it); the same job changed in the database behind the process's back is."""
-    jobs: JobStore[dict[str, object]] = JobStore(
+    jobs: JobStore[str, dict[str, object]] = JobStore(
         f"sqlite:///{path}", table="jobs", stage=stage, sync_interval=60)
     with jobs:
         jobs["abc123"] = {"status": "processing", "progress": 0.5}

@@ -17,7 +17,7 @@ KEEPING_STAGES = [Stage.DUAL_WRITE, Stage.SHADOW, Stage.DB_PRIMARY]
 
 
 def open_store(path: Path, stage: Stage, legacy: dict[str, PresentationJob],
-               timeout: str = "") -> JobStore[PresentationJob]:
+               timeout: str = "") -> JobStore[str, PresentationJob]:
     return JobStore(f"sqlite:///{path}{timeout}", table="jobs", model=PresentationJob,
                     stage=stage, legacy=legacy, max_memory_items=BOUND, sync_interval=600)
 

@@ -69,7 +69,7 @@ def test_a_process_pinned_to_memory_starts_and_serves_without_its_database(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBSTORE_STAGE", "memory")
     url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test?connect_timeout=1"
-    jobs: JobStore[dict[str, object]] = JobStore(url, sync_interval=0.2)
+    jobs: JobStore[str, dict[str, object]] = JobStore(url, sync_interval=0.2)
     with jobs:
         assert jobs.stage is Stage.MEMORY
         jobs["job"] = {"status": "queued"}

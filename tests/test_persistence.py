@@ -20,7 +20,7 @@ class ProfessionalPresentationService:
     """The seed's service with its one changed line: ``self.jobs`` is a `JobStore`."""
 
     def __init__(self, url: str) -> None:
-        self.jobs: JobStore[PresentationJob] = JobStore(
+        self.jobs: JobStore[str, PresentationJob] = JobStore(
             url, table="presentation_jobs", model=PresentationJob)
 
     async def create_presentation(self, request: dict[str, Any]) -> str:
@@ -101,7 +101,7 @@ def test_a_job_written_by_one_process_is_read_equal_and_of_its_type_by_a_fresh_o
         assert s["equal"] is True, s
 
     # ...and this process, which imports the same module, decodes the same value
-    jobs: JobStore[PresentationJob] = JobStore(
+    jobs: JobStore[str, PresentationJob] = JobStore(
         url, table="presentation_jobs", model=PresentationJob)
     with jobs:
         assert jobs["job-2"] == sample_job("job-2", 2)
@@ -111,7 +111,7 @@ def test_a_job_written_by_one_process_is_read_equal_and_of_its_type_by_a_fresh_o
 def test_the_payload_is_the_jobs_own_json_document_not_a_pickle(tmp_path: Path) -> None:
     """What the fresh process decodes is plain JSON any other program can read."""
     url = f"sqlite:///{tmp_path}/jobs.db"
-    jobs: JobStore[PresentationJob] = JobStore(
+    jobs: JobStore[str, PresentationJob] = JobStore(
         url, table="presentation_jobs", model=PresentationJob)
     with jobs:
         jobs["abc123"] = sample_job("abc123", 4)

@@ -156,7 +156,7 @@ def test_a_missing_key_is_the_plain_key_error_a_dict_raises(tmp_path: Path) -> N
     assert type(raised.value) is KeyError
 
 
-def _store(tmp_path: Path) -> JobStore[dict[str, object]]:
+def _store(tmp_path: Path) -> JobStore[str, dict[str, object]]:
     """A ``db_only`` store on a file in ``tmp_path``, so every read goes to the database."""
     return JobStore(f"sqlite:///{tmp_path}/jobs.db", stage=Stage.DB_ONLY, sync_interval=60)
 

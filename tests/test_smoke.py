@@ -12,5 +12,5 @@ def test_a_job_written_in_dual_write_is_read_back_after_reopening(make_store: Ma
     jobs = make_store(stage=Stage.DUAL_WRITE)
     jobs["abc123"] = {"status": "queued"}
     jobs.close()
-    again: JobStore[dict[str, str]] = make_store()
+    again: JobStore[str, dict[str, str]] = make_store()
     assert again["abc123"] == {"status": "queued"}

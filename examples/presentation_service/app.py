@@ -88,7 +88,7 @@ class ProfessionalPresentationService:
         step_seconds: float | None = None,
     ) -> None:
         # before: self.jobs: Dict[str, PresentationJob] = {}
-        self.jobs: JobStore[PresentationJob] = JobStore(
+        self.jobs: JobStore[str, PresentationJob] = JobStore(
             url or os.environ.get("JOBSTORE_URL") or DEFAULT_URL,
             table=table or os.environ.get("JOBSTORE_TABLE") or DEFAULT_TABLE,
             model=PresentationJob,

@@ -15,7 +15,7 @@ from jobstore import JobStore
 
 def main() -> None:
     url, table, name = sys.argv[1:4]
-    jobs: JobStore[object] = JobStore(url, table=table, stage="dual_write", sync_interval=0.2)
+    jobs: JobStore[str, object] = JobStore(url, table=table, stage="dual_write", sync_interval=0.2)
     jobs[f"{name}-1"] = {"status": "queued", "owner": name, "slides": 3}
     print("ready", flush=True)
     for line in sys.stdin:

@@ -22,7 +22,7 @@ from jobstore import JobStore
 def burst(url: str, keys: int) -> dict[str, list[str]]:
     errors: list[str] = []
     missing: list[str] = []
-    store: JobStore[dict[str, int]] = JobStore(url, stage="dual_write", sync_interval=0.01)
+    store: JobStore[str, dict[str, int]] = JobStore(url, stage="dual_write", sync_interval=0.01)
     try:
         for i in range(keys):
             key = f"k{i}"

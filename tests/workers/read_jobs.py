@@ -19,7 +19,7 @@ from workers.models import PresentationJob, sample_job
 
 def main() -> None:
     url, table, *pairs = sys.argv[1:]
-    jobs: JobStore[PresentationJob] = JobStore(url, table=table, model=PresentationJob)
+    jobs: JobStore[str, PresentationJob] = JobStore(url, table=table, model=PresentationJob)
     with jobs:
         for pair in pairs:
             key, n = pair.rsplit(":", 1)

@@ -19,7 +19,7 @@ from workers.models import PresentationJob, sample_job
 def main() -> None:
     url, table, stage, prefix, count = sys.argv[1:6]
     limit = int(count)
-    jobs: JobStore[PresentationJob] = JobStore(url, table=table, stage=stage,
+    jobs: JobStore[str, PresentationJob] = JobStore(url, table=table, stage=stage,
                                                model=PresentationJob)
     print("ready", flush=True)
     n = 0

@@ -30,7 +30,7 @@ def write_until_killed(url: str, table: str, stage: str, prefix: str, log: str) 
     os.close(fd)
     out = os.fdopen(1, "w", buffering=1, closefd=False)
     try:
-        jobs: JobStore[PresentationJob] = JobStore(url, table=table, stage=stage,
+        jobs: JobStore[str, PresentationJob] = JobStore(url, table=table, stage=stage,
                                                    model=PresentationJob)
         out.write("ready\n")
         n = 0

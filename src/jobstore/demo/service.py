@@ -67,7 +67,7 @@ class ProfessionalPresentationService:
                  table: str = TABLE) -> None:
         self.name = name
         # BEFORE: self.jobs: Dict[str, PresentationJob] = {}   (every restart lost every job)
-        self.jobs: JobStore[PresentationJob] = JobStore(
+        self.jobs: JobStore[str, PresentationJob] = JobStore(
             url, table=table, model=PresentationJob, sync_interval=sync_interval)
         # Start the background loop now rather than on first use, so that an idle server
         # heartbeats too: `jobstore status` lists it and cutover's barrier waits for it.

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from ..db.jobs import JobWrite
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
-from .keys import MISSING, check_key, or_missing
+from .keys import MISSING, or_missing
 from .policy import Policy, Writes, settle_default
 from .reconcile import assign, last_seen
 
@@ -26,8 +26,8 @@ class DatabaseFirst(Policy[V]):
     ``db_primary`` keeps the dict current beside it as the rollback net."""
 
     def get(self, key: str) -> V:
-        check_key(key)
         parts = self.parts
+        key = parts.keys.for_read(key)
         parts.ready()
         try:
             row = parts.rows.get(key)

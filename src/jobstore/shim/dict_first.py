@@ -18,7 +18,7 @@ from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
 from .audit import shadow_compare
-from .keys import MISSING, check_key, or_missing
+from .keys import MISSING, or_missing
 from .order import in_local_order
 from .policy import Policy, Writes, settle_default
 from .reconcile import Seen, assign, last_seen
@@ -50,7 +50,7 @@ class DictFirst(Policy[V]):
                 tier.tracker.hold(key, value, entry.payload, entry.version)
             parts.start()
             return value
-        check_key(key)
+        key = parts.keys.for_read(key)
         parts.ready()
         return self._load(key)
 

@@ -16,7 +16,6 @@ from ..codec import status_of
 from ..exceptions import EncodeError
 from ..stages import Stage
 from .flush import drain_queue, write_back
-from .keys import check_key
 from .parts import Parts
 from .retry import QueuedWrite
 from .tier import NEVER, Entry
@@ -80,7 +79,7 @@ def adopt_dict_entries(parts: Parts[Any]) -> None:
     if writes_db:
         _replay_memory_deletions(parts)
     for key in list(tier.memory):
-        check_key(key)
+        parts.keys.check_write(key)
         entry = tier.entries.get(key)
         if not writes_db:
             if entry is None:

@@ -40,6 +40,6 @@ class Health:
     def recently_down(self) -> bool:
         return self.down_until > time.monotonic()
 
-    def count_mismatch(self, key: str) -> None:
+    def count_mismatch(self, key: object) -> None:
         self.shadow_mismatches += 1
-        self.last_error = f"mismatch between the dict and the database for {key!r}"
+        self.last_error = f"mismatch between the dict and the database for {str(key)!r}"

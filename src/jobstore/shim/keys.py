@@ -26,7 +26,7 @@ def check_key(key: object) -> None:
             raise ValueError(f"job keys must be valid Unicode text: {key!r}") from None
 
 
-def or_missing(value: Any, default: Any, key: str) -> Any:
+def or_missing(value: Any, default: Any, key: object) -> Any:
     """``value``, else ``default``, else `KeyError`: the ending of ``pop``."""
     if value is not MISSING:
         return value

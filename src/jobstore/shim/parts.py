@@ -16,6 +16,7 @@ from ..db.jobs import JobRows
 from ..exceptions import JobStoreError
 from ..stages import Authority, Stage, StageRules
 from .health import Health
+from .keytypes import KEY_TYPES, KeyType
 from .process import Identity
 from .retry import RetryQueue
 from .tier import DictTier
@@ -31,11 +32,13 @@ class Parts(Generic[V]):
     def __init__(self, *, table: str, url: str, codec: Codec[V], rows: JobRows,
                  control: ControlPlane, tier: DictTier[V], queue: RetryQueue,
                  sync_interval: float, shadow_rate: float, pinned: Stage | None,
-                 policies: dict[Authority, type[Policy[Any]]]) -> None:
+                 policies: dict[Authority, type[Policy[Any]]],
+                 keys: KeyType[Any] = KEY_TYPES[str]) -> None:
         self.table = table
         self.url = url
         self.codec = codec
         self.rows = rows
+        self.keys = keys
         self.control = control
         self.tier = tier
         self.queue = queue

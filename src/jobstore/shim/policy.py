@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
-from .keys import MISSING, check_key, or_missing
+from .keys import MISSING, or_missing
 from .order import in_local_order
 from .parts import Parts
 from .reconcile import bring_up_to_date
@@ -36,10 +36,10 @@ class Policy(Generic[V]):
         raise NotImplementedError
 
     def contains(self, key: object) -> bool:
-        if not isinstance(key, str):
+        if not self.parts.keys.readable(key):
             return False
         try:
-            self.get(key)
+            self.get(key)  # type: ignore[arg-type]  # readable: a key of this store's type
         except KeyError:
             return False
         return True
@@ -127,7 +127,7 @@ class MemoryOnly(Policy[V]):
     """``memory``: the legacy dict; deletions are noted for the database to learn later."""
 
     def get(self, key: str) -> V:
-        check_key(key)
+        key = self.parts.keys.for_read(key)
         self.parts.ready()
         return self.parts.tier.memory[key]
 

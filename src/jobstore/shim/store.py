@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, overload
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
+from typing_extensions import TypeVar
 
 from .. import config
 from ..codec import Codec, status_of
 from ..db.control import ControlPlane, StageState
 from ..db.engine import create_store_engine, prepare_engine
-from ..db.jobs import JobRows, JobWrite
+from ..db.jobs import JobWrite
 from ..db.redact import reason, safe_url
 from ..db.schema import build_schema
 from ..exceptions import StoreUnavailableError
@@ -29,9 +30,13 @@ from ..verify import VerifyReport
 from . import audit, process
 from .db_first import DatabaseFirst
 from .dict_first import DictFirst
+from .dict_methods import DictMethods
 from .follow import StageFollower, adopt_dict_entries
 from .history import JobVersion
-from .keys import MISSING, check_key
+from .key_text import text_dump, text_report
+from .keyed_rows import rows_for
+from .keys import MISSING, or_missing
+from .keytypes import key_type as key_type_of
 from .loop import BackgroundLoop
 from .modify import modify as atomic_modify
 from .parts import Parts
@@ -41,7 +46,8 @@ from .sync import Sync
 from .tier import DictTier
 from .views import JobItemsView, JobValuesView
 
-V = TypeVar("V")
+K = TypeVar("K", default=str)
+V = TypeVar("V", default=Any)
 
 POLICIES: dict[Authority, type[Policy[Any]]] = {
     Authority.MEMORY: MemoryOnly,
@@ -51,8 +57,12 @@ POLICIES: dict[Authority, type[Policy[Any]]] = {
 """The policy each authority runs: the one place a stage's reads and writes are chosen."""
 
 
-class JobStore(MutableMapping[str, V], Generic[V]):
+class JobStore(DictMethods[K, V], Generic[K, V]):
     """A dict of jobs that is also, depending on its stage, a database table.
+
+    Keys are of one type per store (``key_type``: `str`, `int` or `uuid.UUID`). The policies
+    are annotated with `str` keys and carry the store's key type as they are; the rows convert
+    it at the database (`jobstore.shim.keyed_rows`), hence the ``arg-type`` ignores below.
 
     >>> jobs = JobStore("sqlite://", stage="dual_write")
     >>> jobs["abc123"] = {"status": "queued"}
@@ -67,16 +77,18 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         *,
         table: str | None = None,
         model: type[V] | Any | None = None,
-        legacy: MutableMapping[str, V] | None = None,
+        legacy: MutableMapping[K, V] | None = None,
         stage: Stage | str = Stage.DUAL_WRITE,
         sync_interval: float = 1.0,
         max_memory_items: int | None = None,
+        key_type: type[K] = str,  # type: ignore[assignment]
         shadow_sample_rate: float | None = None,
     ) -> None:
         if sync_interval <= 0:
             raise ValueError("sync_interval must be positive")
         if max_memory_items is not None and max_memory_items < 1:
             raise ValueError("max_memory_items must be at least 1, or None for no bound")
+        keys = key_type_of(key_type)
         seed = Stage.parse(stage)
         pinned = config.pinned_stage()
         # The arguments are checked before the database is touched (or a SQLite file made).
@@ -96,10 +108,10 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         queue = RetryQueue()
         self._parts = parts = Parts(
             table=self.table, url=self.url, codec=codec,
-            rows=JobRows(self._engine, schema, keep_connection=True),
+            rows=rows_for(self._engine, schema, keys), keys=keys,
             control=ControlPlane(self._engine, schema),
-            tier=DictTier(legacy if legacy is not None else {}, max_memory_items,
-                          float(sync_interval), queue),
+            tier=DictTier(legacy if legacy is not None else {},  # type: ignore[arg-type]
+                          max_memory_items, float(sync_interval), queue),
             queue=queue, sync_interval=float(sync_interval), shadow_rate=shadow_rate,
             pinned=pinned, policies=POLICIES,
         )
@@ -146,6 +158,10 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         return self._parts.tier.bound
 
     @property
+    def key_type(self) -> type[K]:
+        return self._parts.keys.python
+
+    @property
     def queued_writes(self) -> int:
         """Writes the database has not taken yet, waiting in the retry queue."""
         return len(self._parts.queue)
@@ -184,29 +200,29 @@ class JobStore(MutableMapping[str, V], Generic[V]):
 
     # reads -----------------------------------------------------------------------------------
 
-    def __getitem__(self, key: str) -> V:
-        return self._parts.policy.get(key)
+    def __getitem__(self, key: K) -> V:
+        return self._parts.policy.get(key)  # type: ignore[arg-type]
 
     def __contains__(self, key: object) -> bool:
         return self._parts.policy.contains(key)
 
     @overload
-    def get(self, key: str, /) -> V | None: ...
+    def get(self, key: K, /) -> V | None: ...
     @overload
-    def get(self, key: str, /, default: V | Any) -> V | Any: ...
-    def get(self, key: str, /, default: Any = None) -> Any:
+    def get(self, key: K, /, default: V | Any) -> V | Any: ...
+    def get(self, key: K, /, default: Any = None) -> Any:
         try:
-            return self._parts.policy.get(key)
+            return self._parts.policy.get(key)  # type: ignore[arg-type]
         except KeyError:
             return default
 
-    def __iter__(self) -> Iterator[str]:
-        return self._parts.policy.keys()
+    def __iter__(self) -> Iterator[K]:
+        return self._parts.policy.keys()  # type: ignore[return-value]
 
     def __len__(self) -> int:
         return self._parts.policy.count()
 
-    def items(self) -> JobItemsView[V]:
+    def items(self) -> JobItemsView[K, V]:
         return JobItemsView(self)
 
     def values(self) -> JobValuesView[V]:
@@ -214,45 +230,48 @@ class JobStore(MutableMapping[str, V], Generic[V]):
 
     # writes ----------------------------------------------------------------------------------
 
-    def __setitem__(self, key: str, value: V) -> None:
-        check_key(key)
+    def __setitem__(self, key: K, value: V) -> None:
         parts = self._parts
+        key = parts.keys.check_write(key)
         payload = parts.codec.encode(value)
         if parts.closed or not parts.loop_started:
             parts.ready()
         with parts.lock:
-            parts.policy.write(key, value, payload, status_of(value))
+            parts.policy.write(key, value, payload, status_of(value))  # type: ignore[arg-type]
 
-    def __delitem__(self, key: str) -> None:
+    def __delitem__(self, key: K) -> None:
         if self.pop(key, MISSING) is MISSING:
             raise KeyError(key)
 
     @overload
-    def pop(self, key: str, /) -> V: ...
+    def pop(self, key: K, /) -> V: ...
     @overload
-    def pop(self, key: str, /, default: V | Any) -> V | Any: ...
-    def pop(self, key: str, /, default: Any = MISSING) -> Any:
+    def pop(self, key: K, /, default: V | Any) -> V | Any: ...
+    def pop(self, key: K, /, default: Any = MISSING) -> Any:
         """Remove the job and return its value, in one statement."""
-        check_key(key)
         parts = self._parts
+        try:
+            key = parts.keys.for_read(key)
+        except KeyError:
+            return or_missing(MISSING, default, key)  # a key of another type: not there
         parts.ready()
         with parts.lock:
-            return parts.policy.pop(key, default)
+            return parts.policy.pop(key, default)  # type: ignore[arg-type]
 
     def update(self, other: Any = (), /, **kwargs: V) -> None:
         """Write many jobs in one transaction; every value is encoded before anything is."""
-        pairs: list[tuple[str, V]]
+        pairs: list[tuple[K, V]]
         if isinstance(other, Mapping):
             pairs = list(other.items())
         elif hasattr(other, "keys"):
             pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - only keys() is promised
         else:
             pairs = list(other)
-        pairs.extend(kwargs.items())
-        codec = self._parts.codec
+        pairs.extend(kwargs.items())  # type: ignore[arg-type]  # str keys: refused unless K is str
+        codec, check_write = self._parts.codec, self._parts.keys.check_write
         writes: Writes[V] = {}
         for key, value in pairs:
-            check_key(key)
+            key = check_write(key)
             writes[key] = (value, JobWrite(key, codec.encode(value), status_of(value)))
         if not writes:
             return
@@ -261,16 +280,18 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         with parts.lock:
             parts.policy.write_many(writes)
 
-    def setdefault(self, key: str, default: V = None) -> V:  # type: ignore[assignment]
+    def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
         """The job under ``key``, storing ``default`` first if there is none: one statement."""
+        parts = self._parts
+        key = parts.keys.check_write(key)
         try:
             return self[key]
         except KeyError:
             pass
-        parts = self._parts
         payload = parts.codec.encode(default)
         with parts.lock:
-            return parts.policy.setdefault(key, default, payload, status_of(default))
+            return parts.policy.setdefault(key, default, payload,  # type: ignore[arg-type]
+                                           status_of(default))
 
     def clear(self) -> None:
         """Delete every job, in one statement."""
@@ -309,22 +330,22 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         A key that differs is read again before it is called drift, so a write that was in
         flight during the first read is not reported.
         """
-        return audit.verify(self._parts)
+        return text_report(audit.verify(self._parts))
 
-    def history(self, key: str) -> list[JobVersion[V]]:
+    def history(self, key: K) -> list[JobVersion[V]]:
         """Every version the job has had, oldest first; deletions have no value."""
-        check_key(key)
         parts = self._parts
+        key = parts.keys.check_write(key)
         parts.check_open()
         try:
-            events = parts.rows.history(key)
+            events = parts.rows.history(key)  # type: ignore[arg-type]
         except DBAPIError as exc:
             raise StoreUnavailableError(f"cannot read history: {reason(exc)}") from exc
-        return [JobVersion.from_event(key, e, parts.codec) for e in events]
+        return [JobVersion.from_event(key, e, parts.codec) for e in events]  # type: ignore[arg-type]
 
     def dump_memory(self, path: str | os.PathLike[str]) -> int:
         """Write the dict as JSON for ``jobstore verify --snapshot``; how many jobs it holds."""
-        dump = audit.memory_dump(self._parts)
+        dump = text_dump(audit.memory_dump(self._parts))
         dump.write(path)
         return len(dump.jobs)
 
@@ -351,7 +372,7 @@ class JobStore(MutableMapping[str, V], Generic[V]):
         if self._owns_engine:
             self._engine.dispose()
 
-    def __enter__(self) -> JobStore[V]:
+    def __enter__(self) -> JobStore[K, V]:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -14,6 +14,7 @@ from ..timefmt import utcnow
 from .audit import verify
 from .flush import drain_queue, write_back
 from .follow import StageFollower
+from .key_text import text_report
 from .parts import Parts
 
 
@@ -80,6 +81,6 @@ class Sync:
     def _answer_verify_requests(self) -> None:
         parts = self.parts
         for request_id in parts.control.requests_after(self._last_request):
-            report = verify(parts)
+            report = text_report(verify(parts))
             parts.control.submit_report(request_id, parts.instance_id, report.to_dict())
             self._last_request = request_id

@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, ValuesView
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .keys import MISSING
 
 if TYPE_CHECKING:
     from .store import JobStore
 
+K = TypeVar("K")
 V = TypeVar("V")
 
 
-class JobItemsView(ItemsView[str, V]):
-    def __init__(self, store: JobStore[V]) -> None:
+class JobItemsView(ItemsView[K, V]):
+    def __init__(self, store: JobStore[K, V]) -> None:
         super().__init__(store)
         self._store = store
 
-    def __iter__(self) -> Iterator[tuple[str, V]]:
-        return self._store._parts.policy.items()
+    def __iter__(self) -> Iterator[tuple[K, V]]:
+        return self._store._parts.policy.items()  # type: ignore[return-value]
 
     def __len__(self) -> int:
         return len(self._store)
 
     def __contains__(self, item: object) -> bool:
-        if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
+        if not isinstance(item, tuple) or len(item) != 2:
             return False
         key, value = item
         found = self._store.get(key, MISSING)
@@ -33,7 +34,7 @@ class JobItemsView(ItemsView[str, V]):
 
 
 class JobValuesView(ValuesView[V]):
-    def __init__(self, store: JobStore[V]) -> None:
+    def __init__(self, store: JobStore[Any, V]) -> None:
         super().__init__(store)
         self._store = store
 
