@@ -34,13 +34,13 @@ from datetime import datetime, timezone
 from select import POLLIN, poll
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, bindparam, insert, literal_column, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, insert, literal_column, select
 from sqlalchemy.exc import DBAPIError
 
+from . import versions
 from .schema import Schema
 from .shared_pool import shares_one_connection
-from .versions import ROW_PARAMS, insert_values
+from .versions import ROW_PARAMS, compare_and_set
 
 SUPPORTED = ("sqlite", "postgresql")
 _HOOKS = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
@@ -118,7 +118,7 @@ class DirectRows:
         get = Compiled(
             select(jobs.c.payload, jobs.c.version).where(jobs.c.key == bindparam("key")),
             engine)
-        upsert = _upsert(self.name, schema)
+        upsert = versions.upsert(schema, self.name, returning=False)
         self._timestamp = _timestamp_for(engine, schema)
         if self.name == "postgresql":
             written = upsert.returning(jobs.c.key, jobs.c.version, jobs.c.payload,
@@ -137,12 +137,7 @@ class DirectRows:
             write = Compiled(upsert.returning(jobs.c.version), engine, _ROW_KEYS)
             record = Compiled(insert(events).values(op=literal_column("'set'")), engine,
                               list(_RECORD_ORDER))
-        cas = (update(jobs)
-               .where(jobs.c.key == bindparam("at_key"), jobs.c.version == bindparam("expected"))
-               .values(payload=bindparam("new_payload"), status=bindparam("new_status"),
-                       version=jobs.c.version + literal_column("1"),
-                       updated_at=bindparam("now", type_=jobs.c.updated_at.type),
-                       written_by=bindparam("writer")))
+        cas = compare_and_set(schema)
         if self.name == "postgresql":
             changed = cas.returning(jobs.c.key, jobs.c.version, jobs.c.payload, jobs.c.status,
                                     jobs.c.updated_at, jobs.c.written_by).cte("changed")
@@ -371,23 +366,6 @@ def _unchanged(value: datetime) -> datetime:
 
 def _sqlite_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
-
-
-def _upsert(dialect: str, schema: Schema) -> Any:
-    jobs = schema.jobs
-    module: Any = sqlite if dialect == "sqlite" else postgresql
-    statement = module.insert(jobs).values(insert_values(schema))
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[jobs.c.key],
-        set_={
-            "payload": excluded.payload,
-            "status": excluded.status,
-            "version": jobs.c.version + literal_column("1"),
-            "updated_at": excluded.updated_at,
-            "written_by": excluded.written_by,
-        },
-    )
 
 
 def _after_fork_in_child() -> None:

@@ -20,11 +20,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
-    update,
 )
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from ..timefmt import as_utc
@@ -34,7 +31,7 @@ from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
 from .order import insertion_order
 from .schema import Schema
-from .versions import insert_values
+from .versions import compare_and_set, deleted_since, upsert
 
 SCAN_BATCH = 2000
 """Rows fetched per round trip when scanning the whole table (keyset pagination on the
@@ -106,27 +103,15 @@ class JobRows:
         self._count = select(func.count()).select_from(jobs)
         self._full_row = select(*schema.row_columns).where(key == bindparam("key"))
         self._order = insertion_order(jobs, self.dialect)
-        self._upsert = self._build_upsert()
-        self._upsert_each = self._build_upsert(returning=False)
+        self._upsert = upsert(schema, self.dialect)
+        self._upsert_each = upsert(schema, self.dialect, returning=False)
         self._versions = select(key, jobs.c.version).where(
             key.in_(bindparam("keys", expanding=True))
         )
         self._record = insert(events)
         self._delete = delete(jobs).where(key == bindparam("key"))
-        self._write_at_version = (
-            update(jobs)
-            .where(key == bindparam("at_key"), jobs.c.version == bindparam("expected"))
-            .values(payload=bindparam("new_payload"), status=bindparam("new_status"),
-                    version=jobs.c.version + literal_column("1"),
-                    updated_at=bindparam("now", type_=jobs.c.updated_at.type),
-                    written_by=bindparam("writer"))
-        )
-        self._deleted_since: Select[Any] = (
-            select(literal_column("1")).select_from(events)
-            .where(events.c.key == bindparam("key"), events.c.op == "delete",
-                   events.c.version > bindparam("version"))
-            .limit(1)
-        )
+        self._write_at_version = compare_and_set(schema)
+        self._deleted_since = deleted_since(schema)
         self._delete_all = delete(jobs)
         self._record_all_deleted = insert(events).from_select(
             ["key", "version", "op", "payload", "status", "at", "written_by"],
@@ -404,34 +389,3 @@ class JobRows:
             "status": write.status, "at": now, "written_by": written_by,
         })
         return version
-
-    def _build_upsert(self, *, returning: bool = True) -> Any:
-        jobs = self.schema.jobs
-        values = insert_values(self.schema)
-        if self.dialect in ("sqlite", "postgresql"):
-            module: Any = sqlite if self.dialect == "sqlite" else postgresql
-            stmt = module.insert(jobs).values(values)
-            excluded = stmt.excluded
-            upsert = stmt.on_conflict_do_update(
-                index_elements=[jobs.c.key],
-                set_={
-                    "payload": excluded.payload,
-                    "status": excluded.status,
-                    "version": jobs.c.version + 1,
-                    "updated_at": excluded.updated_at,
-                    "written_by": excluded.written_by,
-                },
-            )
-            return upsert.returning(jobs.c.version) if returning else upsert
-        if self.dialect in ("mysql", "mariadb"):
-            stmt = mysql.insert(jobs).values(values)
-            return stmt.on_duplicate_key_update(
-                payload=stmt.inserted.payload,
-                status=stmt.inserted.status,
-                # A literal, not a bound 1: PyMySQL's executemany cannot bind parameters
-                # after VALUES (...).
-                version=jobs.c.version + literal_column("1"),
-                updated_at=stmt.inserted.updated_at,
-                written_by=stmt.inserted.written_by,
-            )
-        raise NotImplementedError(self.dialect)
