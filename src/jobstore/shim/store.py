@@ -169,10 +169,12 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         parts = self._parts
         key = parts.keys.check_write(key)
-        payload = parts.codec.encode(value)
         if parts.closed or not parts.loop_started:
             parts.ready()
         with parts.lock:
+            # Encoded under the lock: a write-back may bring this very object up to date in
+            # place, and an encoding taken before that would write its older fields back.
+            payload = parts.codec.encode(value)
             parts.policy.write(key, value, payload, status_of(value))  # type: ignore[arg-type]
 
     def __delitem__(self, key: K) -> None:
@@ -204,16 +206,15 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         else:
             pairs = list(other)
         pairs.extend(kwargs.items())  # type: ignore[arg-type]  # str keys: refused unless K is str
-        codec, check_write = self._parts.codec, self._parts.keys.check_write
-        writes: Writes[V] = {}
-        for key, value in pairs:
-            key = check_write(key)
-            writes[key] = (value, JobWrite(key, codec.encode(value), status_of(value)))
-        if not writes:
-            return
         parts = self._parts
+        checked = [(parts.keys.check_write(key), value) for key, value in pairs]
+        if not checked:
+            return
         parts.ready()
         with parts.lock:
+            writes: Writes[V] = {
+                key: (value, JobWrite(key, parts.codec.encode(value), status_of(value)))
+                for key, value in checked}
             parts.policy.write_many(writes)
 
     def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
