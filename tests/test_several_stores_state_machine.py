@@ -19,9 +19,10 @@ revalidates (as a read more than ``sync_interval`` after the last would). An ass
 right after a read of the job, so "the difference from what this process last saw" and "the
 whole value" are the same write.
 
-Two rules the store does not keep yet are pinned by the strict ``xfail`` tests below; the
-machine's model follows the store there (`Machine.STRICT` is False) and `STRICT = True` runs the
-DESIGN's rule instead (it finds both within a few hundred examples).
+Three cases where the store does not keep a rule yet are pinned by the strict ``xfail`` tests
+below; the machine's model follows the store there (`SeveralStoresMachine.STRICT` is False);
+``JOBSTORE_MACHINE_STRICT=1`` runs the DESIGN's rule instead, and ``JOBSTORE_MACHINE_EXAMPLES``
+sets how many examples the SQLite run tries (60 by default, to stay well under a minute).
 """
 
 from __future__ import annotations
@@ -237,7 +238,14 @@ class SeveralStoresMachine(RuleBasedStateMachine):
             assert found is held.obj, f"instance {who} handed out a second object for {key!r}"
             held.seen(row)
         else:
-            assert all(found is not h.obj for h in self.held), "an object let go came back"
+            back = [h for h in self.held if h.who == who and h.key == key and found is h.obj]
+            if back and not self.STRICT and back[0].generation != self.generation[key]:
+                held = back[0]  # a read that found the job gone kept it tracked (xfail below)
+                held.live, held.generation = True, self.generation[key]
+                held.seen(row)
+                assert found == held.now, (who, key, found, held.now)
+                return held
+            assert not back, "an object let go came back"
             held = Held(who, key, found, row, self.generation[key])
             self.held.append(held)
         assert found == held.now, (who, key, found, held.now)
@@ -420,7 +428,7 @@ def test_several_stores_keep_every_write_but_counted_conflicts(backend: str,
                                                                tmp_path: Any) -> None:
     if os.environ.get("JOBSTORE_STAGE"):
         pytest.skip("a pinned stage would ignore the control row")
-    _run(backend, tmp_path, strict=False)
+    _run(backend, tmp_path, strict=os.environ.get("JOBSTORE_MACHINE_STRICT") == "1")
 
 
 def _run(backend: str, tmp_path: Any, *, strict: bool) -> None:
@@ -485,3 +493,26 @@ def test_a_change_to_a_deleted_job_does_not_reach_the_job_created_again(
     assert api["J"] == {"status": "queued", "n": 1}
     assert new is not old
     assert worker.stats()["dropped_writes"] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="in dual_write with no dict entry for the job (after "
+                   "db_only), a read that finds the job deleted keeps the held object tracked; "
+                   "a later read of the job created again hands that old object out again")
+def test_an_object_of_a_deleted_job_is_not_handed_out_for_the_job_created_again(
+        tmp_path: Any, every_read_revalidates: None) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    api, worker = (JobStore(url, table="t", stage="db_only", sync_interval=3600)
+                   for _ in range(2))
+    try:
+        api["J"] = {"status": "rendering"}
+        old = worker["J"]
+        admin.set_stage(Stage.DUAL_WRITE, url, table="t", wait=False)
+        api.sync()
+        worker.sync()
+        del api["J"]
+        assert worker.get("J") is None  # the worker's poll: the job is gone
+        api["J"] = {"status": "queued"}
+        assert worker["J"] is not old
+    finally:
+        api.close()
+        worker.close()
