@@ -501,8 +501,8 @@ def test_a_change_to_a_deleted_job_does_not_reach_the_job_created_again(
 def test_an_object_of_a_deleted_job_is_not_handed_out_for_the_job_created_again(
         tmp_path: Any, every_read_revalidates: None) -> None:
     url = f"sqlite:///{tmp_path}/jobs.db"
-    api, worker = (JobStore(url, table="t", stage="db_only", sync_interval=3600)
-                   for _ in range(2))
+    api: JobStore[Any] = JobStore(url, table="t", stage="db_only", sync_interval=3600)
+    worker: JobStore[Any] = JobStore(url, table="t", stage="db_only", sync_interval=3600)
     try:
         api["J"] = {"status": "rendering"}
         old = worker["J"]
