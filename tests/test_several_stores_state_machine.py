@@ -121,6 +121,24 @@ def change(obj: dict[str, Any], what: str, unique: int) -> None:
         obj["meta"].pop("q", None)
 
 
+def opened(url: str, table: str, stage: Stage | str) -> JobStore[Any]:
+    """A store whose background loop has run its first round (it runs one at once, then one
+    an hour): from here on only explicit syncs write back, so every run is deterministic."""
+    store: JobStore[Any] = JobStore(url, table=table, stage=stage, sync_interval=3600)
+    list(store)  # the first use starts the loop
+    engine = create_engine(url)
+    query = text("SELECT 1 FROM jobstore_instances WHERE instance_id = :id")
+    try:
+        for _attempt in range(1000):
+            with engine.connect() as conn:
+                if conn.execute(query, {"id": store.instance_id}).first():
+                    return store
+            time.sleep(0.01)
+    finally:
+        engine.dispose()
+    raise AssertionError("the loop's first round wrote no heartbeat")
+
+
 class Held:
     """An object the machine took from instance ``who``: ``base`` is what that instance last
     saw of the job, ``now`` what the object must hold, ``origin`` each changed field's value
@@ -167,18 +185,7 @@ class SeveralStoresMachine(RuleBasedStateMachine):
         self.unique = 0
 
     def _open(self, stage: Stage) -> JobStore[Any]:
-        """A store whose background loop has run its first round (it runs one at once, then
-        one an hour): from here on only explicit syncs write back."""
-        store: JobStore[Any] = JobStore(self.url, table=self.table, stage=stage,
-                                        sync_interval=3600)
-        list(store)  # the first use starts the loop
-        query = text("SELECT 1 FROM jobstore_instances WHERE instance_id = :id")
-        for _attempt in range(1000):
-            with self.engine.connect() as conn:
-                if conn.execute(query, {"id": store.instance_id}).first():
-                    return store
-            time.sleep(0.01)
-        raise AssertionError("the loop's first round wrote no heartbeat")
+        return opened(self.url, self.table, stage)
 
     def _next(self) -> int:
         self.unique += 1
@@ -453,8 +460,7 @@ def _run(backend: str, tmp_path: Any, *, strict: bool) -> None:
 @pytest.fixture
 def two(tmp_path: Any, every_read_revalidates: None) -> Iterator[tuple[JobStore[Any], ...]]:
     url = f"sqlite:///{tmp_path}/jobs.db"
-    stores: tuple[JobStore[Any], ...] = tuple(
-        JobStore(url, table="t", stage="dual_write", sync_interval=3600) for _ in range(2))
+    stores = (opened(url, "t", "dual_write"), opened(url, "t", "dual_write"))
     yield stores
     for store in stores:
         store.close()
@@ -501,8 +507,7 @@ def test_a_change_to_a_deleted_job_does_not_reach_the_job_created_again(
 def test_an_object_of_a_deleted_job_is_not_handed_out_for_the_job_created_again(
         tmp_path: Any, every_read_revalidates: None) -> None:
     url = f"sqlite:///{tmp_path}/jobs.db"
-    api: JobStore[Any] = JobStore(url, table="t", stage="db_only", sync_interval=3600)
-    worker: JobStore[Any] = JobStore(url, table="t", stage="db_only", sync_interval=3600)
+    api, worker = opened(url, "t", "db_only"), opened(url, "t", "db_only")
     try:
         api["J"] = {"status": "rendering"}
         old = worker["J"]
