@@ -19,10 +19,9 @@ revalidates (as a read more than ``sync_interval`` after the last would). An ass
 right after a read of the job, so "the difference from what this process last saw" and "the
 whole value" are the same write.
 
-Three cases where the store does not keep a rule yet are pinned by the strict ``xfail`` tests
-below; the machine's model follows the store there (`SeveralStoresMachine.STRICT` is False);
-``JOBSTORE_MACHINE_STRICT=1`` runs the DESIGN's rule instead, and ``JOBSTORE_MACHINE_EXAMPLES``
-sets how many examples the SQLite run tries (60 by default, to stay well under a minute).
+Three cases the machine found where the store broke a rule are pinned by plain tests below
+(each failed before its fix). ``JOBSTORE_MACHINE_EXAMPLES`` sets how many examples the SQLite
+run tries (60 by default, to stay well under a minute).
 """
 
 from __future__ import annotations
@@ -169,8 +168,6 @@ class Held:
 class SeveralStoresMachine(RuleBasedStateMachine):
     url: str
     tables: list[str]
-    STRICT = False
-    """True: DESIGN's rule where the store does not keep it yet (the xfail tests below)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -213,7 +210,7 @@ class SeveralStoresMachine(RuleBasedStateMachine):
             held.live = False  # a write-back onto a job deleted since: dropped
             return
         current = self.row[held.key]
-        origin = held.origin if self.STRICT else {}
+        origin = held.origin
         self.conflicts[held.who] += sum(
             1 for p in mine if get(current, p) != origin.get(p, get(held.base, p)))
         self.row[held.key] = applied(mine, current)
@@ -236,22 +233,13 @@ class SeveralStoresMachine(RuleBasedStateMachine):
             return None
         row = self.row[key]
         if held is not None and held.generation != self.generation[key]:
-            if self.STRICT:
-                held.live = False  # the job it belonged to was deleted: let go
-                held = None
-            else:
-                held.generation = self.generation[key]  # the store adopts it (xfail below)
+            held.live = False  # the job it belonged to was deleted: let go
+            held = None
         if held is not None:
             assert found is held.obj, f"instance {who} handed out a second object for {key!r}"
             held.seen(row)
         else:
             back = [h for h in self.held if h.who == who and h.key == key and found is h.obj]
-            if back and not self.STRICT and back[0].generation != self.generation[key]:
-                held = back[0]  # a read that found the job gone kept it tracked (xfail below)
-                held.live, held.generation = True, self.generation[key]
-                held.seen(row)
-                assert found == held.now, (who, key, found, held.now)
-                return held
             assert not back, "an object let go came back"
             held = Held(who, key, found, row, self.generation[key])
             self.held.append(held)
@@ -341,7 +329,7 @@ class SeveralStoresMachine(RuleBasedStateMachine):
         result = self.stores[who].modify(key, fn)
         self.row[key] = fn(copy.deepcopy(self.row[key]))
         held = self._live(who, key)
-        if held is not None and held.generation != self.generation[key] and self.STRICT:
+        if held is not None and held.generation != self.generation[key]:
             held.live, held = False, None
         if held is None:
             held = Held(who, key, result, self.row[key], self.generation[key])
@@ -435,14 +423,14 @@ def test_several_stores_keep_every_write_but_counted_conflicts(backend: str,
                                                                tmp_path: Any) -> None:
     if os.environ.get("JOBSTORE_STAGE"):
         pytest.skip("a pinned stage would ignore the control row")
-    _run(backend, tmp_path, strict=os.environ.get("JOBSTORE_MACHINE_STRICT") == "1")
+    _run(backend, tmp_path)
 
 
-def _run(backend: str, tmp_path: Any, *, strict: bool) -> None:
+def _run(backend: str, tmp_path: Any) -> None:
     url = backend_url(backend, tmp_path)
     tables: list[str] = []
     machine = type("Machine", (SeveralStoresMachine,),
-                   {"url": url, "tables": tables, "STRICT": strict})
+                   {"url": url, "tables": tables})
     try:
         run_state_machine_as_test(machine, settings=settings(
             max_examples=EXAMPLES[backend], stateful_step_count=STEPS[backend], deadline=None,
@@ -455,7 +443,7 @@ def _run(backend: str, tmp_path: Any, *, strict: bool) -> None:
                 drop_table(url, table)
 
 
-# the rules the store does not keep yet -------------------------------------------------------
+# three cases the machine found, each failing before its fix -------------------------------
 
 @pytest.fixture
 def two(tmp_path: Any, every_read_revalidates: None) -> Iterator[tuple[JobStore[Any], ...]]:
@@ -466,9 +454,6 @@ def two(tmp_path: Any, every_read_revalidates: None) -> Iterator[tuple[JobStore[
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="a read that brings a held object up to date moves its "
-                   "baseline past another server's change of a field it changed too: the "
-                   "write-back then replaces that change without counting the conflict")
 def test_a_same_field_conflict_resolved_at_a_read_is_counted(
         two: tuple[JobStore[Any], ...]) -> None:
     api, worker = two
@@ -483,9 +468,6 @@ def test_a_same_field_conflict_resolved_at_a_read_is_counted(
     assert worker.stats()["conflicts"] == 1  # ...and the lost "cancelled" is counted
 
 
-@pytest.mark.xfail(strict=True, reason="a read of a job deleted and created again adopts the "
-                   "object held from the old job and merges its unwritten change into the new "
-                   "job, instead of letting it go and dropping (and counting) the change")
 def test_a_change_to_a_deleted_job_does_not_reach_the_job_created_again(
         two: tuple[JobStore[Any], ...]) -> None:
     api, worker = two
@@ -501,9 +483,6 @@ def test_a_change_to_a_deleted_job_does_not_reach_the_job_created_again(
     assert worker.stats()["dropped_writes"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="in dual_write with no dict entry for the job (after "
-                   "db_only), a read that finds the job deleted keeps the held object tracked; "
-                   "a later read of the job created again hands that old object out again")
 def test_an_object_of_a_deleted_job_is_not_handed_out_for_the_job_created_again(
         tmp_path: Any, every_read_revalidates: None) -> None:
     url = f"sqlite:///{tmp_path}/jobs.db"
@@ -521,3 +500,16 @@ def test_an_object_of_a_deleted_job_is_not_handed_out_for_the_job_created_again(
     finally:
         api.close()
         worker.close()
+
+
+def test_modify_lets_go_of_an_object_of_a_job_deleted_and_created_again(
+        two: tuple[JobStore[Any], ...]) -> None:
+    api, worker = two
+    api["J"] = {"status": "queued", "n": 0}
+    old = worker["J"]
+    del api["J"]
+    api["J"] = {"status": "queued", "n": 5}  # a new job under the same key
+    result = worker.modify("J", lambda job: {**job, "n": job["n"] + 1})
+    assert result == {"status": "queued", "n": 6}
+    assert result is not old
+    assert old == {"status": "queued", "n": 0}, "the old job's object was changed by modify"

@@ -86,8 +86,7 @@ class DictFirst(Policy[V]):
             if entry is not None and entry.unpersisted:
                 return tier.memory[key]
             if row is None:
-                if entry is not None:
-                    tier.forget(key)
+                tier.forget(key)  # an object held of the job is let go, entry or not
                 raise KeyError(key)
             if entry is not None and entry.version is not None and entry.version >= row.version:
                 entry.fresh_until = _monotonic() + parts.sync_interval

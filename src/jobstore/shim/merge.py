@@ -24,6 +24,8 @@ class Whole:
 
 
 Patch = dict[str, Any] | Whole
+Path = tuple[str, ...]
+"""A field: the member names from the top of the document down; () is the whole value."""
 """A change: members changed (each a value, `DELETED`, or a nested `Patch`) or a `Whole`."""
 
 
@@ -70,25 +72,38 @@ class Merge:
     changed (the later commit, this one, wins them; the earlier value stays in the history)."""
 
     document: Any
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[Path] = field(default_factory=list)
 
 
 def merge(base: Any, mine: Any, theirs: Any) -> Merge:
     """Apply the change ``base`` → ``mine`` to ``theirs``, noting fields both changed."""
     patch = diff(base, mine)
-    conflicts: list[str] = []
-    _conflicts(patch, base, theirs, "", conflicts)
+    conflicts: list[Path] = []
+    _conflicts(patch, base, theirs, (), conflicts)
     return Merge(apply(patch, theirs), conflicts)
 
 
-def _conflicts(patch: Patch | None, base: Any, theirs: Any, path: str, out: list[str]) -> None:
+def value_at(document: Any, path: Path) -> Any:
+    """The value of the field at ``path``, or `DELETED` where there is none."""
+    for name in path:
+        if not isinstance(document, dict) or name not in document:
+            return DELETED
+        document = document[name]
+    return document
+
+
+def dotted(path: Path) -> str:
+    return ".".join(path) or "(the whole value)"
+
+
+def _conflicts(patch: Patch | None, base: Any, theirs: Any, path: Path, out: list[Path]) -> None:
     if patch is None or base == theirs:
         return
     if isinstance(patch, Whole) or not (isinstance(base, dict) and isinstance(theirs, dict)):
-        out.append(path or "(the whole value)")
+        out.append(path)
         return
     for name, change in patch.items():
-        inner = f"{path}.{name}" if path else name
+        inner = (*path, name)
         if change is DELETED:
             if base.get(name, DELETED) != theirs.get(name, DELETED):
                 out.append(inner)

@@ -22,6 +22,7 @@ from ..exceptions import StoreUnavailableError
 from .flush import drain_queue, write_one
 from .keys import MISSING, check_key
 from .parts import Parts
+from .reconcile import still_the_job
 from .refresh import refresh_in_place
 
 V = TypeVar("V")
@@ -92,8 +93,11 @@ def _adopt(parts: Parts[V], key: str, value: V, stored: StoredRow) -> V:
     where the stage keeps one, and tracked; the job's object is returned."""
     tier = parts.tier
     held = tier.tracker.get(key)
-    if held is not None and refresh_in_place(held.obj, value):
-        value = held.obj
+    if held is not None:
+        if still_the_job(parts, key, held) and refresh_in_place(held.obj, value):
+            value = held.obj
+        else:
+            tier.tracker.release(key, held)
     if parts.rules.keeps_memory:
         tier.remember(key, value, stored.payload, stored.version, pending=False)
     tier.hold(key, value, stored.payload, stored.version)

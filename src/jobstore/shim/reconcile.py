@@ -14,10 +14,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from ..codec import status_of
 from ..db.jobs import JobWrite, StoredRow
 from ..exceptions import DecodeError, EncodeError
-from .merge import merge
+from .merge import Path, dotted, merge, value_at
 from .parts import Parts
 from .refresh import refresh_in_place
 from .tracking import Held
@@ -39,7 +41,7 @@ def write_change(parts: Parts[Any], key: str, held: Held, payload: str) -> bool:
         return True
     assert held.version is not None
     outcome = _compare_and_set(parts, key, payload, status_of(held.obj),
-                               Seen(held.baseline, held.version))
+                               Seen(held.baseline, held.version), held)
     if outcome is None:
         return False
     if outcome is DROPPED:
@@ -57,7 +59,9 @@ def assign(parts: Parts[Any], key: str, value: Any, payload: str, status: str | 
     creates the job again); the payload written and its version. A merged result is given
     to ``value`` in place."""
     if seen is not None:
-        outcome = _compare_and_set(parts, key, payload, status, seen)
+        held = parts.tier.tracker.get(key)
+        outcome = _compare_and_set(parts, key, payload, status, seen,
+                                   held if held is not None and held.obj is value else None)
         if outcome is not None and outcome is not DROPPED:
             written, version = outcome
             if written is not payload:
@@ -89,18 +93,24 @@ def last_seen(parts: Parts[Any], key: str) -> Seen | None:
 
 
 def _compare_and_set(parts: Parts[Any], key: str, payload: str, status: str | None,
-                     seen: Seen) -> tuple[str, int] | Any | None:
+                     seen: Seen, held: Held | None = None) -> tuple[str, int] | Any | None:
     """Write ``payload`` if the row is still at the version seen, else merge the change into
     the row and try again: (payload written, version), `DROPPED` when the job was deleted
     since, or None when the row kept moving."""
     candidate, expected = payload, seen.version
     base: Any = None
     mine: Any = None
-    conflicts: list[str] = []
+    conflicts: list[Path] = []
     for _attempt in range(MAX_ATTEMPTS):
         version = parts.rows.write_if_version(JobWrite(key, candidate, status),
                                               parts.instance_id, expected)
         if version is not None:
+            if held is not None and held.origin:
+                if mine is None:
+                    base, mine = _document(parts, key, seen.payload), json.loads(payload)
+                conflicts = [*conflicts, *(path for path in held.origin if path not in conflicts
+                                           and value_at(mine, path) != value_at(base, path))]
+                held.origin = None
             _count_conflicts(parts, key, conflicts)
             return candidate, version
         row = parts.rows.get(key)
@@ -118,19 +128,61 @@ def _compare_and_set(parts: Parts[Any], key: str, payload: str, status: str | No
 
 def bring_up_to_date(parts: Parts[Any], key: str, held: Held, row: StoredRow) -> bool:
     """Give the held object the fields another server wrote since this process last saw the
-    job, keeping its own changes not written yet; whether it could be done in place."""
+    job, keeping its own changes not written yet; whether it could be done in place.
+
+    A field both changed is noted with the value it had before either change: the object's
+    change, written later, wins it, and the write that does so counts the conflict.
+    An object whose job was deleted since (and created again) is not the new job's object:
+    it is let go, its unwritten change dropped, and False tells the caller to decode anew."""
+    try:
+        if held.version is not None and parts.rows.deleted_since(key, held.version):
+            _let_go(parts, key, held)
+            return False
+    except DBAPIError as exc:
+        parts.health.note_error(exc)
+        return False
     try:
         mine = json.loads(parts.codec.encode(held.obj))
-        document = merge(_document(parts, key, held.baseline), mine,
-                         json.loads(row.payload)).document
-        fresh = parts.codec.decode(key, json.dumps(document))
+        base = _document(parts, key, held.baseline)
+        result = merge(base, mine, json.loads(row.payload))
+        fresh = parts.codec.decode(key, json.dumps(result.document))
     except (EncodeError, DecodeError, ValueError):
         return False
     if not refresh_in_place(held.obj, fresh):
         return False
+    if result.conflicts:
+        origin = held.origin if held.origin is not None else {}
+        for path in result.conflicts:
+            origin.setdefault(path, value_at(base, path))
+        held.origin = origin
     held.baseline = row.payload
     held.version = row.version
     return True
+
+
+def still_the_job(parts: Parts[Any], key: str, held: Held) -> bool:
+    """Whether ``held`` is an object of the job the key names now: not deleted since (and
+    perhaps created again); when the database cannot say, it is not taken to be."""
+    if held.version is None:
+        return False
+    try:
+        return not parts.rows.deleted_since(key, held.version)
+    except DBAPIError as exc:
+        parts.health.note_error(exc)
+        return False
+
+
+def _let_go(parts: Parts[Any], key: str, held: Held) -> None:
+    """The held object of a job deleted since: let go, its unwritten change counted dropped."""
+    try:
+        changed = parts.codec.encode(held.obj) != held.baseline
+    except EncodeError:
+        changed = True
+    if changed:
+        parts.health.dropped_writes += 1
+        log.warning("an in-place change of %r was dropped: another process deleted the job",
+                    key)
+    parts.tier.tracker.release(key, held)
 
 
 def _document(parts: Parts[Any], key: str, payload: str | None) -> Any:
@@ -166,9 +218,9 @@ def _dropped(parts: Parts[Any], key: str, held: Held) -> None:
         tier.forget(key)
 
 
-def _count_conflicts(parts: Parts[Any], key: str, fields: list[str]) -> None:
+def _count_conflicts(parts: Parts[Any], key: str, fields: list[Path]) -> None:
     if not fields:
         return
     parts.health.conflicts += len(fields)
     log.info("%r: this process's change of %s replaced another process's (the earlier value "
-             "stays in the history)", key, ", ".join(fields))
+             "stays in the history)", key, ", ".join(map(dotted, fields)))

@@ -15,12 +15,17 @@ from typing import Any
 
 
 class Held:
-    __slots__ = ("baseline", "obj", "version")
+    """One object handed out: the JSON and row version it was last known to have, and, for
+    fields it changed that another process changed too before this one wrote them (seen when
+    a read brought the object up to date), the value they had before either change."""
+
+    __slots__ = ("baseline", "obj", "origin", "version")
 
     def __init__(self, obj: Any, baseline: str | None, version: int | None) -> None:
         self.obj = obj
         self.baseline = baseline
         self.version = version
+        self.origin: dict[tuple[str, ...], Any] | None = None
 
 
 # References a held object has from the store alone while `unreferenced` looks at it:
