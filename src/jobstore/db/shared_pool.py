@@ -21,6 +21,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine
@@ -67,6 +68,7 @@ class SharedConnectionPool(Pool):
         super().__init__(creator, **kwargs)
         self._name = shared_name
         self._lock = lock_for(shared_name)
+        _pools.add(self)
         self._wait = shared_wait
         self._shared: DBAPIConnection | None = shared_connection
         self._make = self._invoke_creator
@@ -125,11 +127,34 @@ class SharedConnectionPool(Pool):
         return "SharedConnectionPool"
 
 
-def _reset_named_locks() -> None:
+_pools: weakref.WeakSet[SharedConnectionPool] = weakref.WeakSet()
+_held_at_fork: list[threading.RLock] = []
+FORK_WAIT_S = 5.0
+"""Seconds a fork waits for another thread to finish its statement on a shared connection."""
+
+
+def _quiesce_before_fork() -> None:
+    """Take every shared connection's lock, so no thread is inside the connection when the
+    process forks: a child's copy of a connection caught mid-statement would hang."""
+    for pool in list(_pools):
+        if pool._lock.acquire(timeout=FORK_WAIT_S):
+            _held_at_fork.append(pool._lock)
+
+
+def _resume_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
+def _reset_in_child() -> None:
     """A forked child starts with every lock free: the threads that held them are gone."""
+    _held_at_fork.clear()
     for name in list(_NAMED_LOCKS):
         _NAMED_LOCKS[name] = threading.RLock()
+    for pool in list(_pools):
+        pool._lock = lock_for(pool._name)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_named_locks)
+    os.register_at_fork(before=_quiesce_before_fork, after_in_parent=_resume_in_parent,
+                        after_in_child=_reset_in_child)
