@@ -121,17 +121,7 @@ class DirectRows:
         upsert = versions.upsert(schema, self.name, returning=False)
         self._timestamp = _timestamp_for(engine, schema)
         if self.name == "postgresql":
-            written = upsert.returning(jobs.c.key, jobs.c.version, jobs.c.payload,
-                                       jobs.c.status, jobs.c.updated_at,
-                                       jobs.c.written_by).cte("written")
-            write = Compiled(
-                insert(events).from_select(
-                    ["key", "version", "op", "payload", "status", "at", "written_by"],
-                    select(written.c.key, written.c.version, literal_column("'set'"),
-                           written.c.payload, written.c.status, written.c.updated_at,
-                           written.c.written_by),
-                ).returning(events.c.version),
-                engine, _ROW_KEYS)
+            write = Compiled(_recorded(upsert, schema, "written"), engine, _ROW_KEYS)
             record = None
         else:
             write = Compiled(upsert.returning(jobs.c.version), engine, _ROW_KEYS)
@@ -139,16 +129,7 @@ class DirectRows:
                               list(_RECORD_ORDER))
         cas = compare_and_set(schema)
         if self.name == "postgresql":
-            changed = cas.returning(jobs.c.key, jobs.c.version, jobs.c.payload, jobs.c.status,
-                                    jobs.c.updated_at, jobs.c.written_by).cte("changed")
-            write_at = Compiled(
-                insert(events).from_select(
-                    ["key", "version", "op", "payload", "status", "at", "written_by"],
-                    select(changed.c.key, changed.c.version, literal_column("'set'"),
-                           changed.c.payload, changed.c.status, changed.c.updated_at,
-                           changed.c.written_by),
-                ).returning(events.c.version),
-                engine)
+            write_at = Compiled(_recorded(cas, schema, "changed"), engine)
         else:
             write_at = Compiled(cas.returning(jobs.c.version), engine)
         self._write_at_sql = write_at.sql
@@ -366,6 +347,19 @@ def _unchanged(value: datetime) -> datetime:
 
 def _sqlite_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
+
+
+def _recorded(write: Any, schema: Schema, name: str) -> Any:
+    """PostgreSQL: ``write`` (an upsert or a compare-and-set on the job table) and its history
+    event in one statement, returning the new version (no row when ``write`` wrote none)."""
+    jobs, events = schema.jobs, schema.events
+    written = write.returning(jobs.c.key, jobs.c.version, jobs.c.payload, jobs.c.status,
+                              jobs.c.updated_at, jobs.c.written_by).cte(name)
+    return insert(events).from_select(
+        ["key", "version", "op", "payload", "status", "at", "written_by"],
+        select(written.c.key, written.c.version, literal_column("'set'"), written.c.payload,
+               written.c.status, written.c.updated_at, written.c.written_by),
+    ).returning(events.c.version)
 
 
 def _after_fork_in_child() -> None:

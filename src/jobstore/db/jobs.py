@@ -31,7 +31,7 @@ from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
 from .order import insertion_order
 from .schema import Schema
-from .versions import compare_and_set, deleted_since, upsert
+from .versions import compare_and_set, deleted_since, insert_values, upsert
 
 SCAN_BATCH = 2000
 """Rows fetched per round trip when scanning the whole table (keyset pagination on the
@@ -127,8 +127,8 @@ class JobRows:
         )
         self._get_locked = self._get.with_for_update()  # SQLite: BEGIN IMMEDIATE locks already
         self._insert_new = insert(jobs)
-        self._next_version = select(func.coalesce(func.max(events.c.version), 0) + 1).where(
-            events.c.key == bindparam("key"))
+        # The version a new row gets, by the rule every insert follows (one index probe).
+        self._next_version = select(insert_values(schema)["version"])
         self._history = (
             select(events.c.version, events.c.op, events.c.payload, events.c.status,
                    events.c.at, events.c.written_by)

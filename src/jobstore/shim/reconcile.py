@@ -179,9 +179,7 @@ def _let_go(parts: Parts[Any], key: str, held: Held) -> None:
     except EncodeError:
         changed = True
     if changed:
-        parts.health.dropped_writes += 1
-        log.warning("an in-place change of %r was dropped: another process deleted the job",
-                    key)
+        _count_dropped(parts, key)
     parts.tier.tracker.release(key, held)
 
 
@@ -210,12 +208,16 @@ def _landed(parts: Parts[Any], key: str, held: Held, payload: str, version: int,
 
 
 def _dropped(parts: Parts[Any], key: str, held: Held) -> None:
-    parts.health.dropped_writes += 1
-    log.warning("an in-place change of %r was dropped: another process deleted the job", key)
+    _count_dropped(parts, key)
     tier = parts.tier
     tier.tracker.release(key, held)
     if tier.memory.get(key) is held.obj:
         tier.forget(key)
+
+
+def _count_dropped(parts: Parts[Any], key: str) -> None:
+    parts.health.dropped_writes += 1
+    log.warning("an in-place change of %r was dropped: another process deleted the job", key)
 
 
 def _count_conflicts(parts: Parts[Any], key: str, fields: list[Path]) -> None:
