@@ -41,3 +41,15 @@ def shadow_sample_rate(given: float | None = None) -> float:
     if not 0.0 <= value <= 1.0 or math.isnan(value):
         raise ValueError("shadow_sample_rate must be between 0 and 1")
     return value
+
+
+def queue_dir() -> str:
+    """Where server databases' queue journals live: ``$JOBSTORE_QUEUE_DIR``, else
+    ``$XDG_STATE_HOME/jobstore``, else ``~/.local/state/jobstore``. (An SQLite database keeps
+    its journal beside its file.)"""
+    given = os.environ.get("JOBSTORE_QUEUE_DIR")
+    if given:
+        return given
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                              "state")
+    return os.path.join(state, "jobstore")

@@ -8,6 +8,8 @@ Commands (plain JSON job values):
                                                 jobs[K][F] = X, in place, never assigned back
   {"op": "get", "key": K}                       -> {"value": V} or {"error": "KeyError"}
   {"op": "keys"}                                -> {"keys": sorted(jobs)}
+  {"op": "delete", "key": K}                    del jobs[K]
+  {"op": "stats"}                               -> jobs.stats()
   {"op": "wait", "key": K, "field": F, "equals": X, "limit": S}
         reads jobs[K] every 2 ms until jobs[K][F] == X -> {"at": monotonic time seen, "reads": n}
         or, after S seconds, {"error": "timeout", "last": value}
@@ -40,6 +42,11 @@ def answer(jobs: JobStore[Any], command: dict[str, Any]) -> dict[str, Any]:
             return {"error": "KeyError"}
     if op == "keys":
         return {"keys": sorted(jobs)}
+    if op == "delete":
+        del jobs[key]
+        return {"at": time.monotonic()}
+    if op == "stats":
+        return dict(jobs.stats())
     if op == "wait":
         deadline = time.monotonic() + command["limit"]
         reads = 0

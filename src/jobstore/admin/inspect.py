@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..db.jobs import JobEvent, JobRow
+from ..shim.journal_files import JournalFile, journal_files
 from ..timefmt import as_utc, json_time
 from ..verify import FieldDiff, diff_documents
 from .exits import ExitCode
@@ -31,6 +32,8 @@ class StatusResult:
     jobs: int
     jobs_by_status: dict[str, int]
     instances: tuple[InstanceInfo, ...]
+    journals: tuple[JournalFile, ...] = ()
+    """Queue journals on this host holding writes the database has not taken yet."""
 
     @property
     def live(self) -> tuple[InstanceInfo, ...]:
@@ -52,6 +55,7 @@ class StatusResult:
             "jobs_by_status": self.jobs_by_status,
             "live_instances": len(self.live), "stale_instances": len(self.stale),
             "instances": [i.to_dict() for i in self.instances],
+            "queue_journals": [j.to_dict() for j in self.journals],
         }
 
 
@@ -71,6 +75,7 @@ def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
             jobs_by_status={("(none)" if k is None else k): v
                             for k, v in sorted(by_status.items(), key=lambda kv: -kv[1])},
             instances=tuple(found),
+            journals=tuple(journal_files(target.engine.url, target.table)),
         )
 
 

@@ -105,6 +105,11 @@ def status(result: StatusResult) -> None:
         out.print(instance_table(
             f"Stale instances ({len(stale)}): no heartbeat lately; figures as of their last",
             stale, None, dim=True))
+    for journal in result.journals:
+        whose = ("held by an open store" if journal.held
+                 else "no open store holds it: the next one opened on this database replays it")
+        out.print(f"{WARN} queue journal {esc(journal.path)}: {journal.writes} write(s) the "
+                  f"database has not taken, {whose}")
 
 
 def instance_table(title: str, items: tuple[InstanceInfo, ...], stage: str | None,

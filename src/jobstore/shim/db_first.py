@@ -111,8 +111,7 @@ class DatabaseFirst(Policy[V]):
         except DBAPIError as exc:
             parts.health.note_error(exc)
             raise StoreUnavailableError(f"cannot clear: {reason(exc)}") from exc
-        parts.queue.put_clear()
-        parts.queue.clear_pending = False
+        parts.queue.drop_all()
 
     def keys(self) -> Iterator[str]:
         parts = self.parts

@@ -21,6 +21,7 @@ from .audit import shadow_compare
 from .keys import MISSING, or_missing
 from .order import in_local_order
 from .policy import Policy, Writes, settle_default
+from .queueing import queue_clear, queue_write, queue_writes
 from .reconcile import Seen, assign, last_seen
 from .retry import QueuedWrite
 
@@ -112,14 +113,14 @@ class DictFirst(Policy[V]):
         """The database half of a write: done now, or queued if the database fails."""
         parts = self.parts
         if parts.health.failing and len(parts.queue):
-            parts.queue.put(key, QueuedWrite(payload, status, attempts=0))
+            queue_write(parts, key, QueuedWrite(payload, status, seen, attempts=0))
             return
         try:
             written, version = assign(parts, key, value, payload, status, seen)
         except DBAPIError as exc:
             parts.health.note_error(exc)
             parts.health.failing = True
-            parts.queue.put(key, QueuedWrite(payload, status, last_error=reason(exc)))
+            queue_write(parts, key, QueuedWrite(payload, status, seen, last_error=reason(exc)))
             return
         if key in parts.queue:
             parts.queue.discard(key)
@@ -128,6 +129,7 @@ class DictFirst(Policy[V]):
     def write_many(self, writes: Writes[V]) -> None:
         parts = self.parts
         tier = parts.tier
+        seen = {key: last_seen(parts, key) for key in writes}
         for key, (value, w) in writes.items():
             previous = tier.entries.get(key)
             tier.remember(key, value, w.payload, previous.version if previous else None,
@@ -142,8 +144,8 @@ class DictFirst(Policy[V]):
                 parts.health.note_error(exc)
                 parts.health.failing = True
         if versions is None:
-            for key, (_value, w) in writes.items():
-                parts.queue.put(key, QueuedWrite(w.payload, w.status, attempts=0))
+            queue_writes(parts, [(key, QueuedWrite(w.payload, w.status, seen[key], attempts=0))
+                                 for key, (_value, w) in writes.items()])
         else:
             for key, (value, w) in writes.items():
                 parts.queue.discard(key)
@@ -159,7 +161,7 @@ class DictFirst(Policy[V]):
         except DBAPIError as exc:
             parts.health.note_error(exc)
             parts.health.failing = True
-            parts.queue.put(key, QueuedWrite(None, None, last_error=reason(exc)))
+            queue_write(parts, key, QueuedWrite(None, None, last_error=reason(exc)))
             return or_missing(value, default, key)
         parts.queue.discard(key)
         if value is MISSING and row is not None:
@@ -189,10 +191,9 @@ class DictFirst(Policy[V]):
         except DBAPIError as exc:
             parts.health.note_error(exc)
             parts.health.failing = True
-            parts.queue.put_clear()
+            queue_clear(parts)
             return
-        parts.queue.put_clear()
-        parts.queue.clear_pending = False
+        parts.queue.drop_all()
 
     def keys(self) -> Iterator[str]:
         self.parts.ready()

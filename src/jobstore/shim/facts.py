@@ -71,11 +71,12 @@ class StoreFacts(Generic[K, V]):
         return self._parts.health.shadow_mismatches
 
     def stats(self) -> dict[str, int]:
-        """This process's counters: errors, shadow comparisons, conflicts, queued writes."""
+        """This process's counters: errors, shadow comparisons, conflicts, queued writes (and
+        how many of them are on disk: all, unless the disk refused them too)."""
         health = self._parts.health
         return {
             "write_errors": health.write_errors, "shadow_checks": health.shadow_checks,
             "shadow_mismatches": health.shadow_mismatches, "conflicts": health.conflicts,
             "dropped_writes": health.dropped_writes, "queued_writes": self.queued_writes,
-            "failed_writes": self.failed_writes,
+            "journaled_writes": self._parts.queue.journaled(), "failed_writes": self.failed_writes,
         }

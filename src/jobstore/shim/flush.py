@@ -3,6 +3,7 @@ retried. Both run from the loop, from ``sync()``, at a stage change and at ``clo
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from sqlalchemy.exc import DBAPIError
@@ -11,11 +12,13 @@ from ..codec import status_of
 from ..db.jobs import JobWrite
 from ..db.redact import reason
 from ..exceptions import EncodeError, StoreUnavailableError
+from .journal import JournalError
 from .parts import Parts
-from .reconcile import write_change
+from .reconcile import assign, write_change
 from .retry import QueuedWrite
 from .tracking import Held
 
+log = logging.getLogger("jobstore")
 DRAIN_BATCH = 200
 """Queued writes per transaction: after an outage the backlog lands in a few commits, and the
 lock is released between them so callers' writes are not held behind all of it."""
@@ -74,8 +77,10 @@ def write_one(parts: Parts[Any], key: str, held: Held, payload: str) -> None:
 
 
 def drain_queue(parts: Parts[Any]) -> None:
-    """Retry the queued writes, a clear first; they stay queued if the database fails."""
+    """Retry the queued writes (a clear first, then those of journals no open store holds);
+    they stay queued, and journaled, while the database fails."""
     queue = parts.queue
+    adopt_orphans(parts)
     if not len(queue):
         parts.health.failing = False
         return
@@ -86,40 +91,87 @@ def drain_queue(parts: Parts[Any]) -> None:
             except DBAPIError as exc:
                 parts.health.note_error(exc)
                 return
-            queue.clear_pending = False
+            queue.cleared()
     queued = queue.snapshot()
+    landed = 0
     for start in range(0, len(queued), DRAIN_BATCH):
         with parts.lock:
-            if not _drain_batch(parts, queued[start:start + DRAIN_BATCH]):
-                return
+            done = _drain_batch(parts, queued[start:start + DRAIN_BATCH])
+        if done is None:
+            queue.settle()
+            return
+        landed += done
+    if landed:
+        log.info("%d queued write(s) replayed to the database", landed)
     parts.health.failing = False
+    queue.settle()
     with parts.lock:
         parts.tier.evict()  # entries the dict kept only until the database took them may leave
 
 
-def _drain_batch(parts: Parts[Any], batch: list[tuple[str, QueuedWrite]]) -> bool:
-    """Replay queued writes; False when the database failed (they stay queued)."""
+def adopt_orphans(parts: Parts[Any]) -> None:
+    """Take into this store's queue the journals of stores that died or closed with writes
+    the database had not taken."""
+    journal = parts.queue.journal
+    if journal is None:
+        return
     queue = parts.queue
-    stores = [(key, write) for key, write in batch if not write.is_delete]
+
+    try:
+        taken = journal.adopt_orphans(queue.adopt)
+    except JournalError as exc:
+        log.warning("could not adopt another store's queue journal: %s", exc)
+        return
+    if taken:
+        log.warning("adopted %d queued write(s) from a store that is gone; replaying them", taken)
+
+
+def _drain_batch(parts: Parts[Any], batch: list[tuple[str, QueuedWrite]]) -> int | None:
+    """Replay queued writes: how many landed, or None when the database failed (they stay
+    queued). A write of a job seen before is merged into the row as it is now (DESIGN §2);
+    writes of jobs not seen before go in one statement."""
+    queue = parts.queue
+    wholes = [(key, w) for key, w in batch if not w.is_delete and w.seen is None]
     try:
         for key, write in batch:
             if write.is_delete:
                 parts.rows.delete(key, parts.instance_id)
-                queue.discard_if_same(key, write)
+                queue.landed([(key, write)])
+            elif write.seen is not None:
+                _replay_change(parts, key, write)
         versions = parts.rows.upsert_many(
-            [JobWrite(key, cast(str, w.payload), w.status) for key, w in stores],
-            parts.instance_id) if stores else {}
+            [JobWrite(key, cast(str, w.payload), w.status) for key, w in wholes],
+            parts.instance_id) if wholes else {}
     except DBAPIError as exc:
         parts.health.note_error(exc)
         for key, write in batch:
             if queue.get(key) is write:
                 write.attempts += 1
                 write.last_error = reason(exc)
-        return False
+        return None
+    queue.landed(wholes)
+    for key, write in wholes:
+        _persisted(parts, key, cast(str, write.payload), versions[key])
+    return len(batch)
+
+
+def _replay_change(parts: Parts[Any], key: str, write: QueuedWrite) -> None:
+    """A queued change of a job seen before, merged onto its row by the rules of any write."""
+    payload = cast(str, write.payload)
+    value = parts.tier.memory.get(key) if _is_current(parts, key, payload) else None
+    written, version = assign(parts, key, value, payload, write.status, write.seen)
+    parts.queue.landed([(key, write)])
+    _persisted(parts, key, payload, version, written)
+
+
+def _is_current(parts: Parts[Any], key: str, payload: str) -> bool:
+    """Whether the dict's entry of ``key`` is the value this queued payload was written from."""
+    entry = parts.tier.entries.get(key)
+    return key in parts.tier.memory and entry is not None and entry.payload == payload
+
+
+def _persisted(parts: Parts[Any], key: str, payload: str, version: int,
+               written: str | None = None) -> None:
     tier = parts.tier
-    for key, write in stores:
-        queue.discard_if_same(key, write)
-        entry = tier.entries.get(key)
-        if key in tier.memory and entry is not None and entry.payload == write.payload:
-            tier.persisted(key, tier.memory[key], cast(str, write.payload), versions[key])
-    return True
+    if _is_current(parts, key, payload):
+        tier.persisted(key, tier.memory[key], written or payload, version)

@@ -45,6 +45,9 @@ class Parts(Generic[V]):
         self.health = Health()
         self.identity = Identity()
         self.lock = threading.RLock()
+        self.round_lock = threading.Lock()
+        """Held by a sync round (the loop's, ``sync()``'s, ``close()``'s) from start to end:
+        ``sync()`` returns after a round the loop had begun, not in the middle of it."""
         self.sync_interval = sync_interval
         self.shadow_rate = shadow_rate
         self.pinned = pinned
@@ -86,6 +89,7 @@ class Parts(Generic[V]):
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()
+        self.round_lock = threading.Lock()
         self.tier.tracker.after_fork()
         self.queue.after_fork()
         self.identity = Identity()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +21,7 @@ from ..exceptions import DecodeError, EncodeError
 from .merge import Path, dotted, merge, value_at
 from .parts import Parts
 from .refresh import refresh_in_place
+from .retry import Seen as Seen  # re-exported: the policies import it from here
 from .tracking import Held
 
 log = logging.getLogger("jobstore")
@@ -64,18 +64,10 @@ def assign(parts: Parts[Any], key: str, value: Any, payload: str, status: str | 
                                    held if held is not None and held.obj is value else None)
         if outcome is not None and outcome is not DROPPED:
             written, version = outcome
-            if written is not payload:
+            if written is not payload and value is not None:
                 refresh_in_place(value, parts.codec.decode(key, written))
             return written, version
     return payload, parts.rows.upsert(key, payload, status, parts.instance_id)
-
-
-@dataclass(frozen=True)
-class Seen:
-    """What this process last saw of a job: the row's JSON and its version."""
-
-    payload: str | None
-    version: int
 
 
 def last_seen(parts: Parts[Any], key: str) -> Seen | None:

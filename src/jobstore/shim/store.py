@@ -34,6 +34,7 @@ from .dict_methods import DictMethods
 from .facts import StoreFacts
 from .follow import StageFollower, adopt_dict_entries
 from .history import JobVersion
+from .journal import journal_for
 from .key_text import text_dump, text_report
 from .keyed_rows import rows_for
 from .keys import MISSING, or_missing
@@ -106,7 +107,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         else:
             self._engine = create_store_engine(target)
             self._owns_engine = True
-        queue = RetryQueue()
+        queue = RetryQueue(journal_for(self._engine.url, self.table, keys))
         self._parts = parts = Parts(
             table=self.table, url=self.url, codec=codec,
             rows=rows_for(self._engine, schema, keys), keys=keys,
@@ -305,6 +306,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
             self._dispose()
 
     def _dispose(self) -> None:
+        self._parts.queue.close()
         self._parts.rows.release()
         if self._owns_engine:
             self._engine.dispose()

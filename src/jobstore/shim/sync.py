@@ -5,6 +5,7 @@ The background loop runs one every ``sync_interval``; ``JobStore.sync()`` runs o
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..db.control import Heartbeat
@@ -16,6 +17,8 @@ from .flush import drain_queue, write_back
 from .follow import StageFollower
 from .key_text import text_report
 from .parts import Parts
+
+log = logging.getLogger("jobstore")
 
 
 class Sync:
@@ -37,17 +40,27 @@ class Sync:
         """``JobStore.sync()``: raises where the database is the authority and a change
         could not be written; in the dict-first stages failed writes stay queued instead."""
         parts = self.parts
-        self.follower.poll()
-        failures = write_back(parts)
-        drain_queue(parts)
+        with parts.round_lock:
+            self.follower.poll()
+            failures = write_back(parts)
+            drain_queue(parts)
         if failures and parts.rules.db_authoritative:
             raise StoreUnavailableError(
                 f"{failures} in-place change(s) could not be written: {parts.health.last_error}")
 
     def flush(self) -> None:
-        """At ``close()``: what is still owed to the database, written or retried once more."""
-        write_back(self.parts)
-        drain_queue(self.parts)
+        """At ``close()``: what is still owed to the database, written or retried once more;
+        what it will not take stays in the journal, for the next store opened on it."""
+        parts = self.parts
+        with parts.round_lock:
+            write_back(parts)
+            drain_queue(parts)
+        left = len(parts.queue)
+        if left:
+            journal = parts.queue.journal
+            log.warning("closing with %d queued write(s) the database has not taken: they stay "
+                        "in %s, and the next store opened on this database replays them", left,
+                        journal.path if journal is not None else "memory (lost: no journal)")
 
     def round(self) -> None:
         """One round of the background loop; it never raises."""
@@ -57,9 +70,10 @@ class Sync:
         try:
             if not parts.schema_ready:
                 self.prepare_database(parts.stage)
-            self.follower.poll()
-            write_back(parts)
-            drain_queue(parts)
+            with parts.round_lock:
+                self.follower.poll()
+                write_back(parts)
+                drain_queue(parts)
             self._heartbeat()
             self._answer_verify_requests()
         except Exception as exc:  # the loop must outlive any one failure

@@ -1,0 +1,49 @@
+"""Putting a write the database refused into the durable retry queue, as a dict-first call does.
+
+A queued write is on local disk before the call returns (`jobstore.shim.journal`). When even
+the disk will not take it, the call does not return as if it had been kept: it raises
+`StoreUnavailableError`. The write still waits in memory and lands if the database comes back
+while the process lives; it is not durable, and the caller is told so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import StoreUnavailableError
+from .journal import JournalError
+from .parts import Parts
+from .retry import QueuedWrite
+
+log = logging.getLogger("jobstore")
+
+
+def queue_write(parts: Parts[Any], key: Any, write: QueuedWrite) -> None:
+    _kept(parts, f"the write of {key!r}", lambda: parts.queue.put(key, write))
+
+
+def queue_writes(parts: Parts[Any], writes: list[tuple[Any, QueuedWrite]]) -> None:
+    _kept(parts, f"{len(writes)} writes", lambda: parts.queue.put_many(writes))
+
+
+def queue_clear(parts: Parts[Any]) -> None:
+    _kept(parts, "the clear", parts.queue.put_clear)
+
+
+def _kept(parts: Parts[Any], what: str, put: Callable[[], None]) -> None:
+    was_empty = not len(parts.queue)
+    try:
+        put()
+    except JournalError as exc:
+        log.error("%s is queued in memory only, not on disk: %s", what, exc)
+        raise StoreUnavailableError(
+            f"the database did not take {what} ({parts.health.last_error}) and the queue "
+            f"journal could not keep it ({exc.strerror}); it is retried while this process "
+            "lives, but would be lost in a crash") from exc
+    if was_empty:
+        journal = parts.queue.journal
+        log.warning("the database refused %s (%s); queuing writes%s until it takes them",
+                    what, parts.health.last_error,
+                    f" in {journal.path}" if journal is not None and journal.path else "")
