@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from . import versions
 from .schema import Schema
 from .shared_pool import shares_one_connection
+from .sqlite_file import guard_for
 from .versions import ROW_PARAMS, compare_and_set
 
 SUPPORTED = ("sqlite", "postgresql")
@@ -113,6 +114,7 @@ class DirectRows:
         if self.name not in SUPPORTED:
             raise ValueError(f"no direct statements for {self.name}")
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._guard = guard_for(engine)
         self._kept = _Kept()
         jobs, events = schema.jobs, schema.events
         get = Compiled(
@@ -150,6 +152,8 @@ class DirectRows:
     def get(self, key: str) -> tuple[str, int] | None:
         """The row's payload and version, or None."""
         params: Any = {"key": key} if self._named else (key,)
+        if self._guard is not None:
+            self._guard.ensure_not_lost()
         conn, cursor, kept = self._acquire()
         try:
             cursor.execute(self._get_sql, params)
@@ -165,6 +169,8 @@ class DirectRows:
         """Write the row (version + 1, or 1) and its history event in one transaction; the new
         version."""
         stamp = self._timestamp(now)
+        if self._guard is not None:
+            self._guard.ensure_not_lost()
         conn, cursor, kept = self._acquire()
         try:
             if self._named:
@@ -194,6 +200,7 @@ class DirectRows:
             with contextlib.suppress(Exception):
                 cursor.execute("ROLLBACK")
             raise
+        self._committed()
         return version
 
     def write_at_version(self, key: str, payload: str, status: str | None, written_by: str,
@@ -204,6 +211,8 @@ class DirectRows:
                   "new_status": status, "now": self._timestamp(now), "writer": written_by}
         order = self._write_at_order
         params: Any = values if order is None else tuple(values[name] for name in order)
+        if self._guard is not None:
+            self._guard.ensure_not_lost()
         conn, cursor, kept = self._acquire()
         try:
             if self._named:
@@ -231,7 +240,14 @@ class DirectRows:
             with contextlib.suppress(Exception):
                 cursor.execute("ROLLBACK")
             raise
+        self._committed()
         return None if row is None else int(row[0])
+
+    def _committed(self) -> None:
+        """An SQLite commit went into the file at the path, not one deleted or replaced
+        meanwhile (see `jobstore.db.sqlite_file`)."""
+        if self._guard is not None:
+            self._guard.check()
 
     # the kept connection ---------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from ..exceptions import JobStoreError
 from .redact import safe_url as safe_url  # re-exported: the store imports it from here
 from .shared_pool import SharedConnectionPool
+from .sqlite_file import check_after_commit, warn_if_new_beside_queue, watch
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
@@ -104,6 +105,10 @@ def prepare_engine(engine: Engine) -> None:
             "jobstore.db.engine.create_store_engine, so that its threads share one "
             "connection one at a time; or pass the URL itself")
     event.listen(engine, "connect", _on_sqlite_connect)
+    path = sqlite_path(engine.url)
+    if path is not None:
+        warn_if_new_beside_queue(path)
+        watch(engine, path)
 
 
 def begin_statement(engine: Engine) -> str:
@@ -112,7 +117,8 @@ def begin_statement(engine: Engine) -> str:
 
 @contextmanager
 def write_transaction(conn: Connection, begin_sql: str) -> Iterator[Connection]:
-    """An explicit transaction on an autocommit connection; rolled back on any error."""
+    """An explicit transaction on an autocommit connection; rolled back on any error. On an
+    SQLite file, a commit into a file deleted or replaced meanwhile raises (`sqlite_file`)."""
     conn.exec_driver_sql(begin_sql)
     try:
         yield conn
@@ -123,6 +129,7 @@ def write_transaction(conn: Connection, begin_sql: str) -> Iterator[Connection]:
             conn.invalidate()
         raise
     conn.exec_driver_sql("COMMIT")
+    check_after_commit(conn.dialect)
 
 
 def sqlite_path(url: URL) -> str | None:
@@ -147,6 +154,7 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
         kwargs["shared_name"] = _shared_cache_name(url)
         kwargs["shared_wait"] = limits.connect_timeout + limits.statement_timeout
     else:
+        warn_if_new_beside_queue(path)
         _create_private_file(path)
         kwargs["poolclass"] = StorePool
         kwargs["pool_timeout"] = limits.connect_timeout
