@@ -29,13 +29,12 @@ from sqlalchemy.engine import URL
 
 from .. import config
 from ..db.engine import sqlite_path
+from ..db.sqlite_file import QUEUE_DIR_SUFFIX
 from .keytypes import KeyType
 from .retry import Backlog, QueuedWrite, Seen
 
 log = logging.getLogger("jobstore")
 
-SQLITE_DIR_SUFFIX = ".jobstore-queue"
-"""The queue directory of an SQLite database: ``<database file>.jobstore-queue``."""
 QUEUE_SUFFIX = ".queue"
 LOCK_SUFFIX = ".lock"
 COMPACT_AFTER = 1000
@@ -300,7 +299,7 @@ def journal_for(url: URL, table: str, keys: KeyType[Any]) -> Journal | None:
         path = sqlite_path(url)
         if path is None:
             return None
-        directory = os.path.abspath(path) + SQLITE_DIR_SUFFIX
+        directory = os.path.abspath(path) + QUEUE_DIR_SUFFIX
     else:
         place = "-".join(str(part) for part in (url.get_backend_name(), url.host or "local",
                                                 url.port or "default", url.database or ""))
