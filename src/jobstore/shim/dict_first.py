@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from ..codec import IMMUTABLE_TYPES
 from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
+from ..db.refusal import refuses_value
 from ..exceptions import StoreUnavailableError
 from .audit import shadow_compare
 from .keys import MISSING, or_missing
@@ -119,8 +120,10 @@ class DictFirst(Policy[V]):
             written, version = assign(parts, key, value, payload, status, seen)
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            parts.health.failing = True
-            queue_write(parts, key, QueuedWrite(payload, status, seen, last_error=reason(exc)))
+            refused = refuses_value(exc)
+            parts.health.failing = not refused  # a refused value is no outage: set aside alone
+            queue_write(parts, key, QueuedWrite(payload, status, seen, last_error=reason(exc),
+                                                refused=refused))
             return
         if key in parts.queue:
             parts.queue.discard(key)

@@ -15,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from ..codec import status_of
 from ..exceptions import EncodeError
 from ..stages import Stage
-from .flush import drain_queue, write_back
+from .drain import drain_queue
+from .flush import write_back
 from .parts import Parts
 from .retry import QueuedWrite
 from .tier import NEVER, Entry

@@ -19,7 +19,8 @@ from ..codec import status_of
 from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
-from .flush import drain_queue, write_one
+from .drain import drain_queue
+from .flush import write_one
 from .keys import MISSING, check_key
 from .parts import Parts
 from .reconcile import still_the_job

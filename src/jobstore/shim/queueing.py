@@ -22,6 +22,10 @@ log = logging.getLogger("jobstore")
 
 def queue_write(parts: Parts[Any], key: Any, write: QueuedWrite) -> None:
     _kept(parts, f"the write of {key!r}", lambda: parts.queue.put(key, write))
+    if write.refused:
+        parts.health.last_error = f"the database refused the value of {key!r}: {write.last_error}"
+        log.warning("the database refused the value of %r (%s): it stays queued, is retried "
+                    "alone and holds back no other write", key, write.last_error)
 
 
 def queue_writes(parts: Parts[Any], writes: list[tuple[Any, QueuedWrite]]) -> None:
@@ -42,7 +46,7 @@ def _kept(parts: Parts[Any], what: str, put: Callable[[], None]) -> None:
             f"the database did not take {what} ({parts.health.last_error}) and the queue "
             f"journal could not keep it ({exc.strerror}); it is retried while this process "
             "lives, but would be lost in a crash") from exc
-    if was_empty:
+    if was_empty and parts.health.failing:
         journal = parts.queue.journal
         log.warning("the database refused %s (%s); queuing writes%s until it takes them",
                     what, parts.health.last_error,

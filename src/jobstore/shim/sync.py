@@ -13,7 +13,8 @@ from ..exceptions import StoreUnavailableError
 from ..stages import Stage
 from ..timefmt import utcnow
 from .audit import verify
-from .flush import drain_queue, write_back
+from .drain import drain_queue
+from .flush import write_back
 from .follow import StageFollower
 from .key_text import text_report
 from .parts import Parts
