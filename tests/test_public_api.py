@@ -24,11 +24,15 @@ from jobstore import (
     StageError,
     StoreUnavailableError,
     VerifyReport,
+    WriteRefusedError,
 )
 
 DESIGN_NAMES = sorted([
     "JobStore", "Stage", "VerifyReport",
     "JobStoreError", "EncodeError", "DecodeError", "StoreUnavailableError", "StageError",
+    # Beyond DESIGN's list, under its errors: a write the database refused for its data
+    # (issue 11).
+    "WriteRefusedError",
 ])
 
 
@@ -141,6 +145,14 @@ def test_a_failing_authoritative_database_raises_store_unavailable_error(tmp_pat
         assert isinstance(raised.value, StoreUnavailableError)
         with pytest.raises(StoreUnavailableError):
             store["job-1"]
+
+
+def test_a_refused_write_sits_in_the_tree_where_its_meaning_is() -> None:
+    """Refused by the database is a ValueError, and no StoreUnavailableError: waiting for the
+    database does not help."""
+    assert issubclass(WriteRefusedError, JobStoreError)
+    assert issubclass(WriteRefusedError, ValueError)
+    assert not issubclass(WriteRefusedError, StoreUnavailableError)
 
 
 def test_an_unknown_stage_name_raises_stage_error_a_value_error() -> None:

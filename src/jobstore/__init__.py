@@ -12,6 +12,7 @@ from .exceptions import (
     JobStoreError,
     StageError,
     StoreUnavailableError,
+    WriteRefusedError,
 )
 from .shim.store import JobStore
 from .stages import Stage
@@ -28,4 +29,5 @@ __all__ = [
     "StageError",
     "StoreUnavailableError",
     "VerifyReport",
+    "WriteRefusedError",
 ]

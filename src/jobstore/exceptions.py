@@ -6,6 +6,7 @@ The tree, with the builtin each one also is where the meaning matches::
     ├── EncodeError (TypeError)          a value cannot be turned into JSON; nothing was written
     ├── DecodeError (ValueError)         a stored row cannot be read back; names the key
     ├── StoreUnavailableError            the database failed where the database is the authority
+    ├── WriteRefusedError (ValueError)   the database refused the write for its data
     └── StageError (ValueError)          an unknown stage, or a transition that is refused
 
 A missing key stays a plain ``KeyError``, as with a dict.
@@ -33,6 +34,13 @@ class DecodeError(JobStoreError, ValueError):
 
 class StoreUnavailableError(JobStoreError):
     """The database failed while it is the authority, so the operation did not happen."""
+
+
+class WriteRefusedError(JobStoreError, ValueError):
+    """The database refused this write for its data (a constraint, a trigger, a size limit).
+
+    Nothing was written, and the same write will be refused again: unlike
+    `StoreUnavailableError`, waiting for the database does not help."""
 
 
 class StageError(JobStoreError, ValueError):

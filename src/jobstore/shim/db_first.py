@@ -1,5 +1,9 @@
 """``db_primary`` and ``db_only``: the database is the truth, and its failure the caller's.
 
+A write the database did not take raises `WriteRefusedError` when it refused the data (a
+constraint, a trigger, a size limit) and `StoreUnavailableError` otherwise
+(`jobstore.db.refusal`); reads only the latter.
+
 ``db_primary`` keeps the dict current beside it as the rollback net (and compares reads with
 it); ``db_only`` keeps no dict.
 """
@@ -13,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..db.jobs import JobWrite
 from ..db.redact import reason
+from ..db.refusal import write_error
 from ..exceptions import StoreUnavailableError
 from .keys import MISSING, or_missing
 from .policy import Policy, Writes, settle_default
@@ -53,7 +58,7 @@ class DatabaseFirst(Policy[V]):
                                       last_seen(parts, key))
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            raise StoreUnavailableError(f"cannot write {key!r}: {reason(exc)}") from exc
+            raise write_error(exc, f"write {key!r}") from exc
         self._written(key, value, written, version)
 
     def write_many(self, writes: Writes[V]) -> None:
@@ -63,8 +68,7 @@ class DatabaseFirst(Policy[V]):
                                               parts.instance_id)
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            raise StoreUnavailableError(f"cannot write {len(writes)} jobs: "
-                                        f"{reason(exc)}") from exc
+            raise write_error(exc, f"write {len(writes)} jobs") from exc
         for key, (value, w) in writes.items():
             self._written(key, value, w.payload, versions[key])
 
@@ -84,7 +88,7 @@ class DatabaseFirst(Policy[V]):
             row = parts.rows.delete(key, parts.instance_id)
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            raise StoreUnavailableError(f"cannot delete {key!r}: {reason(exc)}") from exc
+            raise write_error(exc, f"delete {key!r}") from exc
         held = tier.tracker.get(key)
         tier.forget(key)
         if row is None:
@@ -101,7 +105,7 @@ class DatabaseFirst(Policy[V]):
             row = parts.rows.insert_if_absent(JobWrite(key, payload, status), parts.instance_id)
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            raise StoreUnavailableError(f"cannot write {key!r}: {reason(exc)}") from exc
+            raise write_error(exc, f"write {key!r}") from exc
         return settle_default(parts, key, default, payload, row)
 
     def clear(self) -> None:
@@ -110,7 +114,7 @@ class DatabaseFirst(Policy[V]):
             parts.rows.clear(parts.instance_id)
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            raise StoreUnavailableError(f"cannot clear: {reason(exc)}") from exc
+            raise write_error(exc, "clear") from exc
         parts.queue.drop_all()
 
     def keys(self) -> Iterator[str]:

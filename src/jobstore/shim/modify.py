@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..codec import status_of
 from ..db.jobs import JobWrite, StoredRow
-from ..db.redact import reason
+from ..db.refusal import write_error
 from ..exceptions import StoreUnavailableError
 from .drain import drain_queue
 from .flush import write_one
@@ -52,7 +52,7 @@ def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSI
             stored = parts.rows.modify(key, change, parts.instance_id)
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            raise StoreUnavailableError(f"cannot modify {key!r}: {reason(exc)}") from exc
+            raise write_error(exc, f"modify {key!r}") from exc
         except KeyError:
             if gone:  # the row is not there (another server deleted it): nor is the job here
                 parts.tier.forget(key)
