@@ -118,9 +118,11 @@ def _failed(parts: Parts[Any], batch: Batch, exc: DBAPIError) -> None:
             continue
         write.attempts += 1
         write.last_error = reason(exc)
-        if refused and not write.refused:
+        if not refused:
+            continue
+        parts.health.last_error = f"the database refused the value of {key!r}: {reason(exc)}"
+        if not write.refused:
             write.refused = True
-            parts.health.last_error = f"the database refused the value of {key!r}: {reason(exc)}"
             log.warning("the database refused the queued write of %r (%s): it is retried alone "
                         "and holds back no other write", key, reason(exc))
 

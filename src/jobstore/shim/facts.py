@@ -78,5 +78,6 @@ class StoreFacts(Generic[K, V]):
             "write_errors": health.write_errors, "shadow_checks": health.shadow_checks,
             "shadow_mismatches": health.shadow_mismatches, "conflicts": health.conflicts,
             "dropped_writes": health.dropped_writes, "queued_writes": self.queued_writes,
-            "journaled_writes": self._parts.queue.journaled(), "failed_writes": self.failed_writes,
+            "journaled_writes": self._parts.queue.journaled(),
+            "refused_writes": len(self._parts.queue.refused()), "failed_writes": self.failed_writes,
         }
