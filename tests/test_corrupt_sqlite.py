@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from conftest import listings_that_answer
 from jobstore import JobStore, Stage
+from jobstore.cli import cli
 
 JOBS = 2000
 ROWS = (b'"pad":',)
@@ -64,3 +66,19 @@ def test_listing_a_dict_first_store_on_a_corrupt_file_raises_rather_than_shrink(
         assert jobs["mine"] == {"status": "mine"}   # the dict still answers what it holds
     finally:
         jobs.close()
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_status_of_a_corrupt_file_is_exit_2_with_one_line(tmp_path: Path, as_json: bool) -> None:
+    """Only the job table's pages are damaged: the count by status, which an index answers,
+    would still come out right, so status must read the file through to notice."""
+    path = tmp_path / "jobs.db"
+    write_jobs(path, Stage.DUAL_WRITE)
+    corrupt_pages(path, ROWS)
+    result = CliRunner().invoke(cli, ["--url", f"sqlite:///{path}", "status",
+                                      *(["--json"] if as_json else [])])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: the SQLite database at sqlite:///")
+    assert "is damaged" in line

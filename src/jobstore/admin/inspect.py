@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..db.integrity import sqlite_damage
 from ..db.jobs import JobEvent, JobRow
+from ..exceptions import StoreUnavailableError
 from ..timefmt import as_utc, json_time
 from ..verify import FieldDiff, diff_documents
 from .exits import ExitCode
@@ -56,8 +58,17 @@ class StatusResult:
 
 
 def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
-    """The control row, every instance's last heartbeat and how many jobs the table holds."""
+    """The control row, every instance's last heartbeat and how many jobs the table holds.
+
+    An SQLite file is read through first (`sqlite_damage`): a damaged one is an error, not a
+    count that an intact index happens to answer.
+    """
     with open_target(url, table) as target:
+        damage = sqlite_damage(target.engine)
+        if damage is not None:
+            raise StoreUnavailableError(
+                f"the SQLite database at {target.url} is damaged: {target.scrub(damage)} "
+                "(PRAGMA quick_check); restore it from a backup")
         state = target.control.read_stage()
         by_status = target.rows.count_by_status()
         found = instances(target)
