@@ -333,7 +333,7 @@ def test_rollback_to_memory_from_db_primary_is_refused_with_the_job_count(
 def test_show_of_an_unknown_key_exits_1(run: Run) -> None:
     result = run("show", "nope", "--json")
     assert result.exit_code == 1
-    assert as_json(result) == {"key": "nope", "found": False, "job": None}
+    assert as_json(result) == {"key": "nope", "found": False, "job": None, "undecodable": None}
 
 
 # exit 0 again: cutover and rollback ----------------------------------------------------------

@@ -29,7 +29,8 @@ def status(as_json: bool) -> None:
 def show(key: str, as_json: bool) -> None:
     """Show the job stored under KEY, as the database holds it.
 
-    Exit 0 when found, 1 when the table has no such key.
+    Exit 0 when found, 1 when the table has no such key or its payload cannot be decoded (a
+    line naming the key says why).
     """
     s = settings()
     result = admin.show(key, s.url, table=s.table)

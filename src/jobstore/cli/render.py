@@ -331,11 +331,10 @@ def show(result: ShowResult) -> None:
     out.print(f"[bold]{esc(row.key)}[/bold]  status {esc(row.status)}, version {row.version}, "
               f"written by {esc(row.written_by)}")
     out.print(f"created {when(row.created_at)}, updated {when(row.updated_at)}")
-    try:
-        document = json.dumps(json.loads(row.payload), indent=2, ensure_ascii=False)
-    except ValueError:
-        document = row.payload
-    out.print(esc(document))
+    if result.undecodable is not None:
+        out.print(f"{BAD} {esc(result.undecodable)}", soft_wrap=True)
+        return
+    out.print(esc(json.dumps(result.document, indent=2, ensure_ascii=False)))
 
 
 def history(result: HistoryResult) -> None:
@@ -385,8 +384,13 @@ def init(result: InitResult) -> None:
 
 
 def exported(result: ExportResult, console: Console) -> None:
-    where = esc(result.path) if result.path else "stdout"
-    console.print(f"{OK} exported {result.count} job(s) from {esc(result.table)} to {where}")
+    """The summary; each row left out on a line of its own on stderr, naming its key."""
+    where, left = esc(result.path) if result.path else "stdout", len(result.left_out)
+    for problem in result.left_out:
+        stderr().print(f"{BAD} left out: {esc(problem)}", soft_wrap=True)
+    console.print(f"{BAD if left else OK} exported {result.count} job(s) from "
+                  f"{esc(result.table)} to {where}" + (f", {left} left out" if left else ""),
+                  soft_wrap=True)
 
 
 def imported(result: ImportResult) -> None:
