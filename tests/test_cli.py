@@ -423,6 +423,19 @@ def test_an_unreachable_server_is_exit_2_without_the_password(
     assert "pw-Zx81q" not in result.output + result.stderr
 
 
+@pytest.mark.parametrize("command", [["status"], ["init"], ["init", "--sql"], ["export"]])
+@pytest.mark.parametrize("url", ["postgresql://operator:pw-Zx81q@127.0.0.1:notaport/jobs",
+                                 "postgresql://operator:pw-Zx81q@[::1/jobs",
+                                 "postgres://operator:pw-Zx81q@127.0.0.1/jobs"])
+def test_a_malformed_url_is_exit_2_in_one_line_without_the_password(
+        url: str, command: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["--url", url, *command])
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert line.startswith(("error: not a database URL", "error: unsupported database"))
+    assert "pw-Zx81q" not in result.output + result.stderr
+
+
 def test_debug_prints_the_traceback_but_still_not_the_password(unused_port: int) -> None:
     url = f"postgresql+psycopg://operator:pw-Zx81q@127.0.0.1:{unused_port}/jobs"
     result = CliRunner().invoke(cli, ["--debug", "--url", url, "status"])
