@@ -405,8 +405,10 @@ def test_a_malformed_import_line_writes_nothing(run: Run, tmp_path: Path) -> Non
     assert as_json(run("ls", "--json"))["total"] == 0
 
 
-def test_an_invalid_table_name_is_a_one_line_error(url: str, initialised: None) -> None:
-    result = CliRunner().invoke(cli, ["--url", url, "--table", "jobs; drop", "status"])
+@pytest.mark.parametrize("name", ["jobs; drop", "jobs\n"])
+def test_an_invalid_table_name_is_a_one_line_error(
+        url: str, initialised: None, name: str) -> None:
+    result = CliRunner().invoke(cli, ["--url", url, "--table", name, "status"])
     assert result.exit_code == 2
     assert "invalid table name" in one_line_error(result)
 
