@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from jobstore import JobStore
+from jobstore import JobStore, StoreUnavailableError
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -25,6 +25,28 @@ SERVER_URLS = {
 }
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+LISTINGS: dict[str, Callable[[JobStore[Any]], object]] = {
+    "len": len,
+    "iter": lambda jobs: next(iter(jobs)),
+    "keys": lambda jobs: next(iter(jobs.keys())),
+    "items": lambda jobs: next(iter(jobs.items())),
+    "values": lambda jobs: next(iter(jobs.values())),
+}
+"""Each way to list a store's jobs, taken one step (``list()`` would ask ``len`` first)."""
+
+
+def listings_that_answer(jobs: JobStore[Any]) -> list[str]:
+    """The listings of `LISTINGS` that answer rather than raise `StoreUnavailableError`."""
+    answered = []
+    for what, listing in LISTINGS.items():
+        try:
+            listing(jobs)
+        except StoreUnavailableError:
+            continue
+        answered.append(what)
+    return answered
 
 
 @functools.cache

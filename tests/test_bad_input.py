@@ -291,7 +291,7 @@ def test_keys_that_look_like_sql_are_plain_keys(
 
 
 INVALID_TABLES = ["bad-name", "1abc", "a b", "t; DROP TABLE x", "t'--", "jobstore_control",
-                  "JobStore_mine", "x" * 49, "tëst", 'a"b', "a.b"]
+                  "JobStore_mine", "x" * 49, "tëst", 'a"b', "a.b", "jobs\n", "jobs\n\n"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -333,7 +333,7 @@ def test_rollback_to_memory_from_db_primary_is_refused_with_the_job_count(
 def test_show_of_an_unknown_key_exits_1(run: Run) -> None:
     result = run("show", "nope", "--json")
     assert result.exit_code == 1
-    assert as_json(result) == {"key": "nope", "found": False, "job": None}
+    assert as_json(result) == {"key": "nope", "found": False, "job": None, "undecodable": None}
 
 
 # exit 0 again: cutover and rollback ----------------------------------------------------------
@@ -405,8 +405,10 @@ def test_a_malformed_import_line_writes_nothing(run: Run, tmp_path: Path) -> Non
     assert as_json(run("ls", "--json"))["total"] == 0
 
 
-def test_an_invalid_table_name_is_a_one_line_error(url: str, initialised: None) -> None:
-    result = CliRunner().invoke(cli, ["--url", url, "--table", "jobs; drop", "status"])
+@pytest.mark.parametrize("name", ["jobs; drop", "jobs\n"])
+def test_an_invalid_table_name_is_a_one_line_error(
+        url: str, initialised: None, name: str) -> None:
+    result = CliRunner().invoke(cli, ["--url", url, "--table", name, "status"])
     assert result.exit_code == 2
     assert "invalid table name" in one_line_error(result)
 
@@ -420,6 +422,19 @@ def test_an_unreachable_server_is_exit_2_without_the_password(
     line = one_line_error(result)
     assert "127.0.0.1" in line
     assert result.stdout == ""
+    assert "pw-Zx81q" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["init"], ["init", "--sql"], ["export"]])
+@pytest.mark.parametrize("url", ["postgresql://operator:pw-Zx81q@127.0.0.1:notaport/jobs",
+                                 "postgresql://operator:pw-Zx81q@[::1/jobs",
+                                 "postgres://operator:pw-Zx81q@127.0.0.1/jobs"])
+def test_a_malformed_url_is_exit_2_in_one_line_without_the_password(
+        url: str, command: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["--url", url, *command])
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert line.startswith(("error: not a database URL", "error: unsupported database"))
     assert "pw-Zx81q" not in result.output + result.stderr
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import IN_CI
+from conftest import IN_CI, listings_that_answer
 from jobstore import JobStore, Stage, StoreUnavailableError
 from jobstore.db.engine import (
     CONNECT_TIMEOUT_S,
@@ -215,3 +215,35 @@ def test_dual_write_reads_wait_on_a_frozen_server_once_per_interval_not_once_per
         running_pg.thaw(frozen)
         jobs.close()
         engine.dispose()
+
+
+@pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.SHADOW])
+def test_listing_a_dict_first_store_raises_while_the_server_is_down_rather_than_shrink(
+        running_pg: PgCluster, stage: Stage) -> None:
+    """len, iteration, keys, items and values cover the database too: with the server stopped
+    they raise StoreUnavailableError instead of answering with this process's one job; with the
+    server back they list every row and the job this process queued meanwhile."""
+    name = table()
+    with JobStore(running_pg.url, table=name, stage=stage) as writer:
+        writer.update({f"k{i:03}": {"n": i} for i in range(100)})
+    jobs: JobStore[Any] = JobStore(running_pg.url, table=name, stage=stage, sync_interval=600)
+    try:
+        jobs["mine"] = {"n": -1}
+        running_pg.stop("immediate")
+        assert listings_that_answer(jobs) == [], "answered from the dict alone"
+        jobs["late"] = {"n": -2}                        # queued: the store is failing now
+        assert jobs.queued_writes == 1
+        assert listings_that_answer(jobs) == [], "answered from the dict alone"
+
+        running_pg.start()
+        assert len(jobs) == 102
+        keys = [key for key in jobs]
+        assert keys[0] == "k000"
+        assert keys[-2:] == ["mine", "late"]
+        assert len(set(keys)) == 102
+        assert dict(jobs.items())["late"] == {"n": -2}
+    finally:
+        if not running_pg.is_running():
+            running_pg.start()
+        jobs.close()
+    assert len(rows_of(running_pg.url, name)) == 102

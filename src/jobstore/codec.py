@@ -12,7 +12,12 @@ import math
 from typing import Any, Generic, TypeVar
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError, SchemaSerializer, SchemaValidator
+from pydantic_core import (
+    PydanticSerializationError,
+    SchemaSerializer,
+    SchemaValidator,
+    from_json,
+)
 
 from .exceptions import DecodeError, EncodeError
 from .readback import FULL, SKIPPED, complete, flat_shape, read_back_error
@@ -110,6 +115,23 @@ def parse_document(payload: str | bytes | None) -> Any:
     if payload is None:
         return None
     return json.loads(payload)
+
+
+def read_document(key: str, payload: str | bytes | None) -> Any:
+    """A row's payload as plain JSON data, for the admin commands, which read rows jobstore
+    may not have written; `DecodeError` naming the key when it is not JSON or is nested deeper
+    than a value can be (a foreign or damaged row).
+
+    Parsed as `decode` parses, by pydantic's parser, which stops at a depth of 200 where
+    Python's `json` would recurse until RecursionError: a row the admin commands read is one
+    a store can read.
+    """
+    if payload is None:
+        return None
+    try:
+        return from_json(payload)
+    except ValueError as exc:
+        raise DecodeError(key, _first_line(exc)) from exc
 
 
 def _non_finite_field(value: Any, is_dict: bool, names: tuple[str, ...]) -> bool:

@@ -11,10 +11,10 @@ from typing import IO, Any
 
 from sqlalchemy import inspect
 
-from ..codec import status_of
+from ..codec import read_document, status_of
 from ..db.jobs import JobRow
 from ..db.schema import KEY_MAX
-from ..exceptions import JobStoreError
+from ..exceptions import DecodeError, JobStoreError
 from ..snapshot import atomic_0600
 from ..stages import Stage
 from ..timefmt import parse_time
@@ -71,13 +71,17 @@ class ExportResult:
     count: int
     path: str | None
     """The file written, or None when the lines went to a stream."""
+    left_out: tuple[DecodeError, ...] = ()
+    """The rows that cannot be decoded (not JSON, nested too deeply), each naming its key:
+    not exported, and the export went on past them."""
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK
+        return ExitCode.UNDECODABLE if self.left_out else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "count": self.count, "path": self.path}
+        return {"table": self.table, "count": self.count, "path": self.path,
+                "left_out": [{"key": e.key, "reason": e.reason} for e in self.left_out]}
 
 
 def export(file: str | os.PathLike[str] | IO[str], url: UrlLike = None, *,
@@ -86,24 +90,32 @@ def export(file: str | os.PathLike[str] | IO[str], url: UrlLike = None, *,
     order (the order a store lists them in).
 
     A path is written through a temporary file (mode 0600: payloads can be private) that
-    replaces it only when complete.
+    replaces it only when complete. A row that cannot be decoded is left out and named in the
+    result (``left_out``), and the export goes on.
     """
     with open_target(url, table) as target:
+        left_out: list[DecodeError] = []
         if not isinstance(file, (str, os.PathLike)):
-            return ExportResult(target.table, _write_lines(target.rows.scan_rows(), file), None)
+            count = _write_lines(target.rows.scan_rows(), file, left_out)
+            return ExportResult(target.table, count, None, tuple(left_out))
         path = os.fspath(file)
         try:
             with atomic_0600(path) as out:
-                count = _write_lines(target.rows.scan_rows(), out)
+                count = _write_lines(target.rows.scan_rows(), out, left_out)
         except OSError as exc:
             raise JobStoreError(f"cannot write {path}: {exc.strerror}") from exc
-        return ExportResult(target.table, count, path)
+        return ExportResult(target.table, count, path, tuple(left_out))
 
 
-def _write_lines(rows: Iterator[JobRow], out: IO[str]) -> int:
+def _write_lines(rows: Iterator[JobRow], out: IO[str], left_out: list[DecodeError]) -> int:
     count = 0
     for row in rows:
-        out.write(json.dumps(row_to_dict(row), ensure_ascii=False) + "\n")
+        try:
+            document = read_document(row.key, row.payload)
+        except DecodeError as exc:
+            left_out.append(exc)
+            continue
+        out.write(json.dumps(row_to_dict(row, document), ensure_ascii=False) + "\n")
         count += 1
     return count
 

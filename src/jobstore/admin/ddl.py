@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_mock_engine, make_url
+from sqlalchemy import Engine, create_mock_engine
 
 from .. import config
+from ..db.engine import parse_url
 from ..db.schema import SCHEMA_VERSION, build_schema
 from .exits import ExitCode
 from .target import UrlLike, resolve_table
@@ -43,7 +44,7 @@ class DdlResult:
 def ddl(url: UrlLike = None, *, table: str | None = None) -> DdlResult:
     """The CREATE statements for the job table, its history and the control tables."""
     resolved = config.url(url)
-    target = resolved.url if isinstance(resolved, Engine) else make_url(resolved)
+    target = resolved.url if isinstance(resolved, Engine) else parse_url(resolved)
     name = resolve_table(table)
     statements: list[str] = []
 

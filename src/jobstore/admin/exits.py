@@ -7,8 +7,9 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """What a command's exit status says. ``DRIFT``, ``REFUSED`` and ``NOT_FOUND`` are one
-    code, 1: the command ran and its answer is no, named for what each command means by it."""
+    """What a command's exit status says. ``DRIFT``, ``REFUSED``, ``NOT_FOUND`` and
+    ``UNDECODABLE`` are one code, 1: the command ran and its answer is no, named for what each
+    command means by it."""
 
     OK = 0
     """Done; consistent; found."""
@@ -18,6 +19,9 @@ class ExitCode(IntEnum):
     """A change was refused or cancelled."""
     NOT_FOUND = 1
     """show or history: no such key."""
+    UNDECODABLE = 1
+    """show: the row cannot be decoded; export: rows that cannot be decoded were left out
+    (each named)."""
     ERROR = 2
     """Usage, configuration or connection error: one line on stderr, no traceback."""
     TIMEOUT = 3

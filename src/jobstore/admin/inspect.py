@@ -3,12 +3,14 @@ a listing (`ls`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..codec import read_document
+from ..db.integrity import sqlite_damage
 from ..db.jobs import JobEvent, JobRow
+from ..exceptions import DecodeError, StoreUnavailableError
 from ..shim.journal_files import JournalFile, journal_files
 from ..timefmt import as_utc, json_time
 from ..verify import FieldDiff, diff_documents
@@ -60,8 +62,17 @@ class StatusResult:
 
 
 def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
-    """The control row, every instance's last heartbeat and how many jobs the table holds."""
+    """The control row, every instance's last heartbeat and how many jobs the table holds.
+
+    An SQLite file is read through first (`sqlite_damage`): a damaged one is an error, not a
+    count that an intact index happens to answer.
+    """
     with open_target(url, table) as target:
+        damage = sqlite_damage(target.engine)
+        if damage is not None:
+            raise StoreUnavailableError(
+                f"the SQLite database at {target.url} is damaged: {target.scrub(damage)} "
+                "(PRAGMA quick_check); restore it from a backup")
         state = target.control.read_stage()
         by_status = target.rows.count_by_status()
         found = instances(target)
@@ -85,6 +96,10 @@ class ShowResult:
 
     key: str
     row: JobRow | None
+    document: Any = None
+    """The row's payload as JSON data (None when it cannot be decoded)."""
+    undecodable: str | None = None
+    """Why the payload cannot be decoded, naming the key (a `DecodeError`'s message)."""
 
     @property
     def found(self) -> bool:
@@ -92,17 +107,27 @@ class ShowResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.found else ExitCode.NOT_FOUND
+        if not self.found:
+            return ExitCode.NOT_FOUND
+        return ExitCode.OK if self.undecodable is None else ExitCode.UNDECODABLE
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "found": self.found,
-                "job": None if self.row is None else row_to_dict(self.row)}
+                "job": None if self.row is None else row_to_dict(self.row, self.document),
+                "undecodable": self.undecodable}
 
 
 def show(key: str, url: UrlLike = None, *, table: str | None = None) -> ShowResult:
-    """The job stored under ``key`` as the database holds it."""
+    """The job stored under ``key`` as the database holds it; a payload that cannot be decoded
+    (not JSON, or nested too deeply) is marked rather than an error, so its row still shows."""
     with open_target(url, table) as target:
-        return ShowResult(key, target.rows.row(key))
+        row = target.rows.row(key)
+    if row is None:
+        return ShowResult(key, None)
+    try:
+        return ShowResult(key, row, read_document(key, row.payload))
+    except DecodeError as exc:
+        return ShowResult(key, row, undecodable=str(exc))
 
 
 @dataclass(frozen=True)
@@ -111,12 +136,14 @@ class HistoryEntry:
 
     event: JobEvent
     changes: tuple[FieldDiff, ...]
+    document: Any = None
+    """The version's payload as JSON data; as text when it cannot be decoded."""
 
     def to_dict(self) -> dict[str, Any]:
         e = self.event
         return {
             "version": e.version, "op": e.op, "status": e.status, "at": json_time(as_utc(e.at)),
-            "written_by": e.written_by, "payload": _document(e.payload),
+            "written_by": e.written_by, "payload": self.document,
             "changes": [{"path": c.path, "before": c.memory, "after": c.db}
                         for c in self.changes],
         }
@@ -143,10 +170,10 @@ def history(key: str, url: UrlLike = None, *, table: str | None = None) -> Histo
     entries = []
     before: Any = None
     for event in events:
-        document = _document(event.payload)
+        document = _document(key, event.payload)
         changes = () if before is None or document is None else tuple(
             diff_documents(before, document))
-        entries.append(HistoryEntry(event, changes))
+        entries.append(HistoryEntry(event, changes, document))
         before = document
     return HistoryResult(key, tuple(entries))
 
@@ -167,7 +194,7 @@ class LsResult:
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "limit": self.limit, "total": self.total,
                 "shown": len(self.rows),
-                "jobs": [row_to_dict(r, payload=False) for r in self.rows]}
+                "jobs": [row_to_dict(r) for r in self.rows]}
 
 
 def ls(url: UrlLike = None, *, table: str | None = None, status: str | None = None,
@@ -182,11 +209,15 @@ def ls(url: UrlLike = None, *, table: str | None = None, status: str | None = No
     return LsResult(status, limit, total, tuple(rows))
 
 
-def row_to_dict(row: JobRow, *, payload: bool = True) -> dict[str, Any]:
-    """A job row as JSON data: the payload parsed, times in ISO 8601 UTC."""
+_OMITTED = object()
+
+
+def row_to_dict(row: JobRow, document: Any = _OMITTED) -> dict[str, Any]:
+    """A job row as JSON data, times in ISO 8601 UTC; with the payload's ``document`` when
+    given (`read_document` parses it, naming the key when it cannot)."""
     found: dict[str, Any] = {"key": row.key}
-    if payload:
-        found["payload"] = _document(row.payload)
+    if document is not _OMITTED:
+        found["payload"] = document
     found.update({
         "status": row.status, "version": row.version,
         "created_at": json_time(as_utc(row.created_at)),
@@ -196,12 +227,11 @@ def row_to_dict(row: JobRow, *, payload: bool = True) -> dict[str, Any]:
     return found
 
 
-def _document(payload: str | None) -> Any:
-    """A payload as JSON data; text that is not JSON stays text rather than failing."""
-    if payload is None:
-        return None
+def _document(key: str, payload: str | None) -> Any:
+    """A payload as JSON data; one that cannot be decoded (not JSON, too deep) stays text, so
+    the history around it still shows."""
     try:
-        return json.loads(payload)
-    except ValueError:
+        return read_document(key, payload)
+    except DecodeError:
         return payload
 

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, inspect
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from .. import config
 from ..db.control import ControlPlane
-from ..db.engine import create_store_engine, prepare_engine, sqlite_path
+from ..db.engine import create_store_engine, parse_url, prepare_engine, sqlite_path
 from ..db.jobs import JobRows
 from ..db.redact import password, reason, safe_url, scrub
 from ..db.schema import Schema, build_schema
@@ -107,10 +107,7 @@ def open_target(url: UrlLike, table: str | None, *, create: bool = False) -> Ite
 
 
 def _require_sqlite_file(url: str | URL, shown: str) -> None:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return  # create_store_engine explains it
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite":
         return
     path = sqlite_path(parsed)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -11,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..codec import read_document
 from ..db.jobs import key_batches
-from ..exceptions import JobStoreError
+from ..exceptions import DecodeError, JobStoreError
 from ..snapshot import read_dump
 from ..timefmt import as_utc, utcnow
 from ..verify import Drift, DriftKind, VerifyReport, diff_documents
@@ -214,9 +214,9 @@ def _judge_snapshot(key: str, memory: Any, payload: str | None) -> Drift | None:
     if payload is None:
         return Drift(key, DriftKind.MISSING_IN_DB)
     try:
-        stored = json.loads(payload)
-    except ValueError as exc:
-        return Drift(key, DriftKind.UNDECODABLE, detail=f"the row is not JSON: {exc}")
+        stored = read_document(key, payload)
+    except DecodeError as exc:
+        return Drift(key, DriftKind.UNDECODABLE, detail=exc.reason)
     if stored == memory and type(stored) is type(memory):
         return None
     return Drift(key, DriftKind.CHANGED, tuple(diff_documents(memory, stored)))

@@ -46,7 +46,9 @@ def export(file: str | None) -> None:
     """Write every job as JSON lines to FILE (mode 0600), or to stdout without FILE or with -.
 
     In insertion order, as a store lists them. Each line has key, payload, status, version,
-    created_at, updated_at and written_by. Exit 0.
+    created_at, updated_at and written_by. A row whose payload cannot be decoded (not JSON,
+    nested too deeply) is left out and named on stderr, and the export goes on. Exit 0; 1 when
+    rows were left out.
     """
     s = settings()
     if file is None or file == "-":

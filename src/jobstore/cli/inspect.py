@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import admin
-from . import render
+from . import render, status_view
 from .context import report, settings
 
 JSON_HELP = "Print one JSON document on stdout instead of tables."
@@ -20,7 +20,7 @@ def status(as_json: bool) -> None:
     """
     s = settings()
     result = admin.status(s.url, table=s.table)
-    report(result, as_json, render.status)
+    report(result, as_json, status_view.status)
 
 
 @click.command()
@@ -29,7 +29,8 @@ def status(as_json: bool) -> None:
 def show(key: str, as_json: bool) -> None:
     """Show the job stored under KEY, as the database holds it.
 
-    Exit 0 when found, 1 when the table has no such key.
+    Exit 0 when found, 1 when the table has no such key or its payload cannot be decoded (a
+    line naming the key says why).
     """
     s = settings()
     result = admin.show(key, s.url, table=s.table)

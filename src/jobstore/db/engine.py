@@ -69,10 +69,7 @@ def create_store_engine(
     if connect_timeout <= 0 or statement_timeout <= 0:
         raise ValueError("connect_timeout and statement_timeout must be positive")
     limits = _Limits(connect_timeout, statement_timeout)
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise JobStoreError(f"not a database URL: {safe_url(url)}") from exc
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed, limits)
@@ -90,6 +87,28 @@ def create_store_engine(
         event.listen(engine, "connect", functools.partial(_on_mysql_connect, limits))
         return engine
     raise JobStoreError(f"unsupported database {backend!r}: use sqlite, postgresql or mysql")
+
+
+_MEANT = {"postgres": "postgresql", "sqlite3": "sqlite"}
+"""Schemes people write for a database SQLAlchemy names otherwise."""
+
+
+def parse_url(url: str | URL) -> URL:
+    """``url`` parsed, or `JobStoreError` in one line without the password: SQLAlchemy raises
+    ``ArgumentError`` for a URL it cannot read and a bare ``ValueError`` for a port that is not
+    a number (whose text is not repeated: without an ``@`` it may be the password)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise JobStoreError(f"not a database URL: {safe_url(url)}") from exc
+    except ValueError as exc:
+        raise JobStoreError("not a database URL: its port is not a number "
+                            "(dialect+driver://user:password@host:port/database)") from exc
+    meant = _MEANT.get(parsed.get_backend_name())
+    if meant is not None:
+        raise JobStoreError(f"unsupported database {parsed.get_backend_name()!r} in "
+                            f"{safe_url(parsed)}: did you mean {meant}://?")
+    return parsed
 
 
 def prepare_engine(engine: Engine) -> None:

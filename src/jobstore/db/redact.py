@@ -20,7 +20,7 @@ def safe_url(url: str | URL | Engine) -> str:
         return url.url.render_as_string(hide_password=True)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "<unparseable URL>"
 
 
@@ -30,7 +30,7 @@ def password(url: str | URL | Engine | None) -> str | None:
         return None
     try:
         parsed = url.url if isinstance(url, Engine) else make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return None
     found = parsed.password
     return None if found is None else str(found)

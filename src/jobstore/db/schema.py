@@ -46,7 +46,8 @@ above its own `SCHEMA_VERSION`, so this stays 1 while the previous release (whic
 without the order column, and reads only the columns it knows) can run beside this one."""
 KEY_MAX = 255
 DEFAULT_TABLE = "jobs"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+"""A table name, matched whole (`re.fullmatch`: `$` would let a trailing newline through)."""
 
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
@@ -83,7 +84,7 @@ def validate_table_name(name: str) -> str:
 
     A table name cannot be a bound parameter, so it is checked here instead.
     """
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise JobStoreError(
             f"invalid table name {name!r}: use letters, digits and underscores, "
             "starting with a letter, at most 48 characters"

@@ -203,32 +203,28 @@ class DictFirst(Policy[V]):
         yield from self._union_keys()
 
     def _union_keys(self) -> Iterator[str]:
-        """The dict's keys and the database's, each once."""
+        """The dict's keys and the database's, each once; the dict alone would hide the
+        database's jobs, so a database that cannot answer is the caller's error."""
         parts = self.parts
         deleted = parts.queue.deleted_keys()
         only_here = parts.tier.unpersisted_keys()
-        yielded = 0
         try:
             if not parts.queue.clear_pending:
                 for key, _payload, _version in parts.rows.scan(with_payload=False):
                     if key in deleted:
                         continue
                     only_here.discard(key)
-                    yielded += 1
                     yield key
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            if yielded:
-                raise StoreUnavailableError(f"cannot list jobs: {reason(exc)}") from exc
-            yield from list(parts.tier.memory)
-            return
+            raise StoreUnavailableError(f"cannot list jobs: {reason(exc)}") from exc
         yield from in_local_order(parts.tier.memory, only_here)
 
     def items(self) -> Iterator[tuple[str, V]]:
         """Every job with its value in one streamed scan, not one query per key."""
         parts = self.parts
         parts.ready()
-        if parts.queue.clear_pending or parts.health.failing:
+        if parts.queue.clear_pending:
             yield from list(parts.tier.memory.items())
             return
         yield from self._scan_items(parts.queue.deleted_keys(), parts.tier.unpersisted_keys())
@@ -254,4 +250,4 @@ class DictFirst(Policy[V]):
             return parts.rows.count()
         except DBAPIError as exc:
             parts.health.note_error(exc)
-            return len(parts.tier.memory)
+            raise StoreUnavailableError(f"cannot count jobs: {reason(exc)}") from exc
