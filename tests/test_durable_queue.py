@@ -8,12 +8,15 @@ timeout. The processes are real and are killed with SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +270,39 @@ def test_queued_writes_of_int_keys_come_back_as_int_keys(path: Path) -> None:
     with JobStore(url_of(path), table="jobs", key_type=int) as reopened:
         reopened.sync()
         assert dict(reopened.items()) == {7: {"n": 7}}
+
+
+def test_a_read_only_database_file_queues_writes_that_land_once_it_is_writable(
+        path: Path) -> None:
+    """The writer process cannot open the file for writing (mode 0444; as root, for whom a
+    mode is no bar, the file is made immutable with ``chattr +i``): its writes return queued,
+    and close() leaves them journaled for the store that opens it once it is writable."""
+    with JobStore(url_of(path), table="jobs") as seed:
+        seed["seed"] = {"n": 0}
+    with read_only(path):
+        out = run_worker("write_jobs", url_of(path), "jobs", "dual_write", "ro", 5)
+        assert out.count("ack ") == 5
+        assert "closed" in out
+        assert set(stored(path)) == {"seed"}
+        assert len(queue_files(path)) == 1
+    with JobStore(url_of(path), table="jobs", model=PresentationJob) as reopened:
+        reopened.sync()
+        assert reopened.queued_writes == 0
+        assert all(reopened[f"ro-{n}"] == sample_job(f"ro-{n}", n) for n in range(5))
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    os.chmod(path, 0o444)
+    immutable = os.geteuid() == 0
+    if immutable:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+        if done.returncode:
+            os.chmod(path, 0o644)
+            pytest.skip(f"as root a read-only file needs chattr +i, which failed: {done.stderr}")
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        os.chmod(path, 0o644)
