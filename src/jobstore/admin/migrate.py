@@ -13,6 +13,7 @@ from ..exceptions import StageError
 from ..stages import Stage, transition_refusal
 from .exits import ExitCode
 from .instances import POLL_S, InstanceInfo, instances
+from .outcome_log import logs_cutover, logs_stage_change
 from .target import Target, UrlLike, actor, open_target
 from .verify import DEFAULT_TIMEOUT_S, ProgressFn, VerifyProgress, VerifyResult, verify_in
 
@@ -109,6 +110,7 @@ class StageChange:
         }
 
 
+@logs_stage_change
 def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = None,
               force: bool = False, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
               progress: Callable[[BarrierProgress], None] | None = None) -> StageChange:
@@ -131,6 +133,7 @@ def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = No
                        reason=f"jobstore stage {new.value}", progress=progress)
 
 
+@logs_stage_change
 def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str | None = None,
              force: bool = False, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
              progress: Callable[[BarrierProgress], None] | None = None) -> StageChange:
@@ -245,6 +248,7 @@ class CutoverResult:
         }
 
 
+@logs_cutover
 def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = False,
             dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
             confirm: Callable[[tuple[str, ...]], bool] | None = None,

@@ -19,6 +19,7 @@ from ..admin.exits import ExitCode
 from ..db.redact import scrub
 from . import data, demo, inspect, migrate
 from .context import CommandFailed, Settings, one_line
+from .log_output import show_log_records
 
 
 class JobstoreGroup(click.Group):
@@ -67,7 +68,8 @@ def _fail(message: str, code: int) -> NoReturn:
                    "sqlite:///jobstore.db.")
 @click.option("--table", envvar="JOBSTORE_TABLE", metavar="NAME",
               help="The job table. Default: $JOBSTORE_TABLE, else jobs.")
-@click.option("--debug", is_flag=True, help="Print the traceback of an error too.")
+@click.option("--debug", is_flag=True,
+              help="Print the library's log records on stderr, and the traceback of an error.")
 @click.version_option(__version__, prog_name="jobstore")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, table: str | None, debug: bool) -> None:
@@ -80,6 +82,8 @@ def cli(ctx: click.Context, url: str | None, table: str | None, debug: bool) -> 
     configuration or connection error; 3 no live instance answered in time.
     """
     ctx.obj = Settings(url, table, debug)
+    if debug:
+        show_log_records(ctx, ctx.obj.secret)
 
 
 for _command in (

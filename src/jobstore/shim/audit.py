@@ -8,6 +8,7 @@ was in flight is not reported.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from ..codec import parse_document
 from ..db.jobs import StoredRow, key_batches
 from ..exceptions import DecodeError, EncodeError
+from ..logs import AUDIT, emit
 from ..snapshot import MemoryDump
 from ..timefmt import utcnow
 from ..verify import Drift, DriftKind, VerifyReport, diff_documents
@@ -23,6 +25,8 @@ from .parts import Parts
 from .tier import Entry
 
 V = TypeVar("V")
+DRIFTS_NAMED = 10
+"""Drifted keys a verify's log record names; the report itself names them all."""
 
 
 def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
@@ -37,9 +41,24 @@ def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
         health.note_error(exc)
         return
     if row is None or (row.version == entry.version and row.payload != entry.payload):
-        health.count_mismatch(key)
+        note_mismatch(parts, key, "the database has no row" if row is None
+                      else "the row differs at the same version")
     elif row.version > (entry.version or 0):
         entry.fresh_until = 0.0
+
+
+def note_mismatch(parts: Parts[Any], key: str, why: str) -> None:
+    """Count a read whose dict and database disagree, and log it (rate-limited per key)."""
+    health = parts.health
+    health.count_mismatch(key)
+    held_back = parts.mismatch_log.allow(key)
+    if held_back is not None:
+        emit(AUDIT, logging.WARNING, "audit.mismatch",
+             "table %(table)r, key %(key)r: a compared read found the dict and the database "
+             "differ (%(why)s); %(mismatches)d mismatch(es) so far, %(held_back)d record(s) "
+             "held back since the last", table=parts.table, key=key, why=why,
+             mismatches=health.shadow_mismatches, held_back=held_back,
+             instance_id=parts.instance_id)
 
 
 def verify(parts: Parts[Any]) -> VerifyReport:
@@ -65,12 +84,24 @@ def verify(parts: Parts[Any]) -> VerifyReport:
                 if drift is not None:
                     drifts.append(drift)
     identity = parts.identity
+    if drifts:
+        _log_drift(parts, len(keys), drifts)
     return VerifyReport(
         instance_id=identity.instance_id, stage=parts.stage.value, checked=len(keys),
         drifts=tuple(drifts), queued_writes=len(parts.queue),
         failed_writes=len(parts.tier.unencodable),
         extra={"host": identity.host, "pid": identity.pid},
     )
+
+
+def _log_drift(parts: Parts[Any], checked: int, drifts: list[Drift],
+               shown: int = DRIFTS_NAMED) -> None:
+    named = ", ".join(f"{d.key!r} ({d.kind.value})" for d in drifts[:shown])
+    more = f" and {len(drifts) - shown} more" if len(drifts) > shown else ""
+    emit(AUDIT, logging.WARNING, "audit.drift",
+         "table %(table)r: verify found %(drifts)d drift(s) in %(checked)d job(s): "
+         "%(keys)s", table=parts.table, drifts=len(drifts), checked=checked,
+         keys=named + more, instance_id=parts.instance_id)
 
 
 def _read_rows(parts: Parts[Any], keys: list[str]) -> dict[str, StoredRow] | None:

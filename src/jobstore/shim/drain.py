@@ -17,12 +17,12 @@ from sqlalchemy.exc import DBAPIError
 from ..db.jobs import JobWrite
 from ..db.redact import reason
 from ..db.refusal import refuses_value
+from ..logs import QUEUE, emit
 from .journal import JournalError
 from .parts import Parts
 from .reconcile import assign
 from .retry import QueuedWrite
 
-log = logging.getLogger("jobstore")
 DRAIN_BATCH = 200
 """Queued writes per transaction: after an outage the backlog lands in a few commits, and the
 lock is released between them so callers' writes are not held behind all of it."""
@@ -58,7 +58,9 @@ def drain_queue(parts: Parts[Any]) -> None:
             return
         landed += done
     if landed:
-        log.info("%d queued write(s) replayed to the database", landed)
+        emit(QUEUE, logging.INFO, "queue.replayed",
+             "table %(table)r: %(landed)d queued write(s) replayed to the database",
+             table=parts.table, landed=landed)
     parts.health.failing = False
     queue.settle()
     with parts.lock:
@@ -81,10 +83,14 @@ def adopt_orphans(parts: Parts[Any]) -> None:
     try:
         taken = journal.adopt_orphans(parts.queue.adopt)
     except JournalError as exc:
-        log.warning("could not adopt another store's queue journal: %s", exc)
+        emit(QUEUE, logging.WARNING, "queue.adopt_failed",
+             "table %(table)r: could not adopt another store's queue journal: %(reason)s",
+             table=parts.table, reason=str(exc))
         return
     if taken:
-        log.warning("adopted %d queued write(s) from a store that is gone; replaying them", taken)
+        emit(QUEUE, logging.WARNING, "queue.adopted",
+             "table %(table)r: adopted %(writes)d queued write(s) from the journal of a store "
+             "that is gone; replaying them", table=parts.table, writes=taken)
 
 
 def _drain_batch(parts: Parts[Any], batch: Batch) -> int | None:
@@ -123,8 +129,10 @@ def _failed(parts: Parts[Any], batch: Batch, exc: DBAPIError) -> None:
         parts.health.last_error = f"the database refused the value of {key!r}: {reason(exc)}"
         if not write.refused:
             write.refused = True
-            log.warning("the database refused the queued write of %r (%s): it is retried alone "
-                        "and holds back no other write", key, reason(exc))
+            emit(QUEUE, logging.WARNING, "queue.refused",
+                 "table %(table)r: the database refused the queued write of %(key)r "
+                 "(%(reason)s): it is retried alone and holds back no other write",
+                 table=parts.table, key=key, reason=reason(exc))
 
 
 def _replay(parts: Parts[Any], batch: Batch) -> int:

@@ -8,12 +8,14 @@ empties the dict when the new stage keeps none.
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import status_of
 from ..exceptions import EncodeError
+from ..logs import STAGE, emit
 from ..stages import Stage
 from .drain import drain_queue
 from .flush import write_back
@@ -58,7 +60,7 @@ class StageFollower:
         """
         parts = self.parts
         with parts.lock:
-            old, rules = parts.rules, new.rules
+            old_stage, old, rules = parts.stage, parts.rules, new.rules
             write_back(parts)
             if not old.writes_db and rules.writes_db:
                 parts.set_stage(new)
@@ -68,6 +70,12 @@ class StageFollower:
                 drain_queue(parts)
                 parts.tier.drop_values()
             parts.set_stage(new)
+        emit(STAGE, logging.INFO, "stage.changed",
+             "table %(table)r: this store follows the control row from %(previous)s to "
+             "%(stage)s (%(memory_items)d job(s) in its dict, %(queued_writes)d write(s) "
+             "queued)", table=parts.table, previous=old_stage.value, stage=new.value,
+             memory_items=len(parts.tier), queued_writes=len(parts.queue),
+             instance_id=parts.instance_id)
 
 
 def adopt_dict_entries(parts: Parts[Any]) -> None:

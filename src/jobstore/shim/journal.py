@@ -30,10 +30,9 @@ from sqlalchemy.engine import URL
 from .. import config
 from ..db.engine import sqlite_path
 from ..db.sqlite_file import QUEUE_DIR_SUFFIX
+from ..logs import QUEUE, emit
 from .keytypes import KeyType
 from .retry import Backlog, QueuedWrite, Seen
-
-log = logging.getLogger("jobstore")
 
 QUEUE_SUFFIX = ".queue"
 LOCK_SUFFIX = ".lock"
@@ -98,7 +97,9 @@ class Journal:
             elif self._landed > COMPACT_AFTER and self._landed > len(live):
                 self._rewrite(live)
         except OSError as exc:
-            log.warning("the queue journal %s could not be compacted: %s", self.path, exc)
+            emit(QUEUE, logging.WARNING, "queue.compact_failed",
+                 "the queue journal %(journal)s could not be compacted: %(reason)s",
+                 journal=self.path, reason=str(exc))
 
     def close(self, *, keep: bool) -> None:
         """Release the journal; its files stay only when they hold writes not landed."""

@@ -2,14 +2,22 @@
 
 It holds the store weakly, so a store the program forgot can still be collected; it is started
 lazily, restarted in a forked child (threads do not survive ``fork``) and stopped by ``close``.
+A round that fails is logged when its reason is new (not once a round while the database is
+down), and the first round that succeeds after it is logged too.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db.redact import reason
+from ..logs import LOOP, emit
 
 JOIN_TIMEOUT_S = 30.0
 
@@ -22,6 +30,8 @@ class BackgroundLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._failing: str | None = None
+        """The reason the last round failed; None after a round that succeeded."""
 
     @property
     def running(self) -> bool:
@@ -54,7 +64,30 @@ class BackgroundLoop:
             owner = self._owner()
             if owner is None:
                 return
-            self._round(owner)
+            try:
+                self._round(owner)
+            except Exception as exc:  # the loop must outlive any one failure
+                self._failed(owner, exc)
+            else:
+                self._succeeded(owner)
             del owner
             if self._stop.wait(self.interval):
                 return
+
+    def _failed(self, owner: Any, exc: Exception) -> None:
+        why = f"{type(exc).__name__}: {reason(exc)}"
+        if why == self._failing:
+            return
+        self._failing = why
+        # A database error is the database's; anything else is a bug, shown with its traceback.
+        emit(LOOP, logging.WARNING, "loop.round_failed",
+             "a background sync round failed: %(error)s (logged again only when the reason "
+             "changes)", error=why, exc_info=not isinstance(exc, SQLAlchemyError),
+             table=owner.table, instance_id=owner.instance_id)
+
+    def _succeeded(self, owner: Any) -> None:
+        if self._failing is not None:
+            emit(LOOP, logging.INFO, "loop.round_recovered",
+                 "background sync rounds succeed again (the last failure: %(error)s)",
+                 error=self._failing, table=owner.table, instance_id=owner.instance_id)
+            self._failing = None

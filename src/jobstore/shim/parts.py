@@ -14,6 +14,7 @@ from ..codec import Codec
 from ..db.control import ControlPlane
 from ..db.jobs import JobRows
 from ..exceptions import JobStoreError
+from ..logs import PerKeyLimit
 from ..stages import Authority, Stage, StageRules
 from .health import Health
 from .keytypes import KEY_TYPES, KeyType
@@ -43,6 +44,7 @@ class Parts(Generic[V]):
         self.tier = tier
         self.queue = queue
         self.health = Health()
+        self.mismatch_log = PerKeyLimit()
         self.identity = Identity()
         self.lock = threading.RLock()
         self.round_lock = threading.Lock()
@@ -92,5 +94,6 @@ class Parts(Generic[V]):
         self.round_lock = threading.Lock()
         self.tier.tracker.after_fork()
         self.queue.after_fork()
+        self.mismatch_log = PerKeyLimit()
         self.identity = Identity()
         self.loop_started = False

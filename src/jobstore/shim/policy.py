@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..exceptions import StoreUnavailableError
+from .audit import note_mismatch
 from .keys import MISSING, or_missing
 from .order import in_local_order
 from .parts import Parts
@@ -83,7 +84,7 @@ class Policy(Generic[V]):
         entry = tier.entries.get(key)
         if entry is not None and entry.version == row.version and key in tier.memory:
             if parts.rules.compares_on_read and entry.payload != row.payload:
-                parts.health.count_mismatch(key)
+                note_mismatch(parts, key, "the row differs at the same version")
                 return parts.codec.decode(key, row.payload)
             return tier.memory[key]
         return parts.codec.decode(key, row.payload)

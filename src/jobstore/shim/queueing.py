@@ -13,19 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import StoreUnavailableError
+from ..logs import QUEUE, emit
 from .journal import JournalError
 from .parts import Parts
 from .retry import QueuedWrite
-
-log = logging.getLogger("jobstore")
 
 
 def queue_write(parts: Parts[Any], key: Any, write: QueuedWrite) -> None:
     _kept(parts, f"the write of {key!r}", lambda: parts.queue.put(key, write))
     if write.refused:
         parts.health.last_error = f"the database refused the value of {key!r}: {write.last_error}"
-        log.warning("the database refused the value of %r (%s): it stays queued, is retried "
-                    "alone and holds back no other write", key, write.last_error)
+        emit(QUEUE, logging.WARNING, "queue.refused",
+             "table %(table)r: the database refused the value of %(key)r (%(reason)s): it "
+             "stays queued, is retried alone and holds back no other write",
+             table=parts.table, key=key, reason=write.last_error)
 
 
 def queue_writes(parts: Parts[Any], writes: list[tuple[Any, QueuedWrite]]) -> None:
@@ -41,13 +42,17 @@ def _kept(parts: Parts[Any], what: str, put: Callable[[], None]) -> None:
     try:
         put()
     except JournalError as exc:
-        log.error("%s is queued in memory only, not on disk: %s", what, exc)
+        emit(QUEUE, logging.ERROR, "queue.not_journaled",
+             "table %(table)r: %(what)s is queued in memory only, not on disk: %(reason)s",
+             table=parts.table, what=what, reason=str(exc))
         raise StoreUnavailableError(
             f"the database did not take {what} ({parts.health.last_error}) and the queue "
             f"journal could not keep it ({exc.strerror}); it is retried while this process "
             "lives, but would be lost in a crash") from exc
     if was_empty and parts.health.failing:
         journal = parts.queue.journal
-        log.warning("the database refused %s (%s); queuing writes%s until it takes them",
-                    what, parts.health.last_error,
-                    f" in {journal.path}" if journal is not None and journal.path else "")
+        emit(QUEUE, logging.WARNING, "queue.started",
+             "table %(table)r: the database did not take %(what)s (%(reason)s); queuing "
+             "writes in %(journal)s until it does", table=parts.table, what=what,
+             reason=parts.health.last_error,
+             journal=journal.path if journal is not None and journal.path else "memory")

@@ -18,13 +18,13 @@ from sqlalchemy.exc import DBAPIError
 from ..codec import status_of
 from ..db.jobs import JobWrite, StoredRow
 from ..exceptions import DecodeError, EncodeError
+from ..logs import MERGE, emit
 from .merge import Path, dotted, merge, value_at
 from .parts import Parts
 from .refresh import refresh_in_place
 from .retry import Seen as Seen  # re-exported: the policies import it from here
 from .tracking import Held
 
-log = logging.getLogger("jobstore")
 MAX_ATTEMPTS = 20
 """Compare-and-set rounds before a write-back waits for the next sync round."""
 DROPPED: Any = object()
@@ -209,12 +209,16 @@ def _dropped(parts: Parts[Any], key: str, held: Held) -> None:
 
 def _count_dropped(parts: Parts[Any], key: str) -> None:
     parts.health.dropped_writes += 1
-    log.warning("an in-place change of %r was dropped: another process deleted the job", key)
+    emit(MERGE, logging.WARNING, "merge.dropped",
+         "table %(table)r, key %(key)r: an in-place change was dropped: another process "
+         "deleted the job", table=parts.table, key=key, instance_id=parts.instance_id)
 
 
 def _count_conflicts(parts: Parts[Any], key: str, fields: list[Path]) -> None:
     if not fields:
         return
     parts.health.conflicts += len(fields)
-    log.info("%r: this process's change of %s replaced another process's (the earlier value "
-             "stays in the history)", key, ", ".join(map(dotted, fields)))
+    emit(MERGE, logging.INFO, "merge.conflict",
+         "table %(table)r, key %(key)r: this process's change of %(fields)s replaced another "
+         "process's (the earlier value stays in the history)", table=parts.table, key=key,
+         fields=", ".join(map(dotted, fields)), instance_id=parts.instance_id)

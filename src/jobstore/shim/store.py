@@ -27,7 +27,7 @@ from ..db.schema import build_schema
 from ..exceptions import StoreUnavailableError
 from ..stages import Authority, Stage
 from ..verify import VerifyReport
-from . import audit, process
+from . import audit, process, store_log
 from .db_first import DatabaseFirst
 from .dict_first import DictFirst
 from .dict_methods import DictMethods
@@ -122,8 +122,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         parts.set_stage(pinned or seed)
         state: StageState | None = None
         try:
-            self._sync.prepare_database(seed)
-            state = parts.control.read_stage()
+            state = self._sync.prepare_database(seed)
         except DBAPIError as exc:
             if pinned is not Stage.MEMORY:
                 self._dispose()
@@ -134,6 +133,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         adopt_dict_entries(parts)
         parts.loop = BackgroundLoop(self, JobStore._sync_round, parts.sync_interval)
         process.register(self)
+        store_log.opened(parts, state)
 
     # reads -----------------------------------------------------------------------------------
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..db.control import Heartbeat
+from ..db.control import Heartbeat, StageState
 from ..exceptions import StoreUnavailableError
+from ..logs import AUDIT, emit
 from ..stages import Stage
 from ..timefmt import utcnow
+from . import store_log
 from .audit import verify
 from .drain import drain_queue
 from .flush import write_back
@@ -28,14 +30,16 @@ class Sync:
         self.follower = follower
         self._last_request = 0
 
-    def prepare_database(self, seed: Stage) -> None:
-        """Create what is missing and note the verify requests made before this store began.
+    def prepare_database(self, seed: Stage) -> StageState | None:
+        """Create what is missing and note the verify requests made before this store began;
+        the stage the control row holds.
 
         A process pinned to ``memory`` starts without its database and does this later."""
         parts = self.parts
         parts.control.ensure(seed)
         self._last_request = parts.control.latest_request()
         parts.schema_ready = True
+        return parts.control.read_stage()
 
     def now(self) -> None:
         """``JobStore.sync()``: raises where the database is the authority and a change
@@ -53,18 +57,15 @@ class Sync:
         """At ``close()``: what is still owed to the database, written or retried once more;
         what it will not take stays in the journal, for the next store opened on it."""
         parts = self.parts
+        queued = len(parts.queue)
         with parts.round_lock:
-            write_back(parts)
+            unwritten = write_back(parts)
             drain_queue(parts)
-        left = len(parts.queue)
-        if left:
-            journal = parts.queue.journal
-            log.warning("closing with %d queued write(s) the database has not taken: they stay "
-                        "in %s, and the next store opened on this database replays them", left,
-                        journal.path if journal is not None else "memory (lost: no journal)")
+        store_log.closed(parts, queued, unwritten)
 
     def round(self) -> None:
-        """One round of the background loop; it never raises."""
+        """One round of the background loop; a failure is counted and raised for the loop to
+        log."""
         parts = self.parts
         if parts.closed:
             return
@@ -77,8 +78,9 @@ class Sync:
                 drain_queue(parts)
             self._heartbeat()
             self._answer_verify_requests()
-        except Exception as exc:  # the loop must outlive any one failure
+        except Exception as exc:
             parts.health.note_error(exc)
+            raise
 
     def _heartbeat(self) -> None:
         parts = self.parts
@@ -99,3 +101,8 @@ class Sync:
             report = text_report(verify(parts))
             parts.control.submit_report(request_id, parts.instance_id, report.to_dict())
             self._last_request = request_id
+            emit(AUDIT, logging.INFO, "audit.verify_answered",
+                 "table %(table)r: answered verify request %(request_id)d: %(checked)d "
+                 "job(s) checked, %(drifts)d drift(s)", table=parts.table,
+                 request_id=request_id, checked=report.checked, drifts=len(report.drifts),
+                 instance_id=parts.instance_id)
