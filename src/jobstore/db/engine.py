@@ -247,6 +247,10 @@ class StorePool(QueuePool):
     the database is the authority.
     """
 
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
+    """SQLAlchemy names a pool's logger after its class: this one logs as SQLAlchemy's own
+    pools do, not under the ``jobstore`` logger the library's records use."""
+
     def _do_get(self) -> ConnectionPoolEntry:
         try:
             return super()._do_get()

@@ -56,6 +56,9 @@ def shares_one_connection(engine: Engine) -> bool:
 class SharedConnectionPool(Pool):
     """One DBAPI connection, checked out by one thread at a time (see the module docstring)."""
 
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.SingletonThreadPool"
+    """Logs as SQLAlchemy's own pools do, not under the ``jobstore`` logger."""
+
     def __init__(self, creator: Any, shared_name: str | None = None,
                  shared_wait: float = DEFAULT_WAIT_S,
                  shared_connection: DBAPIConnection | None = None,

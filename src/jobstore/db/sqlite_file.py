@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import weakref
 from typing import Any
 from urllib.parse import quote
@@ -41,10 +42,10 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 
+from ..logs import HEALTH, emit
+
 QUEUE_DIR_SUFFIX = ".jobstore-queue"
 """The directory beside an SQLite file where the writes queued for it are journaled."""
-
-log = logging.getLogger("jobstore")
 
 _guards: weakref.WeakKeyDictionary[Dialect, FileGuard] = weakref.WeakKeyDictionary()
 """One guard per engine, found by its dialect: an engine and its ``execution_options`` copies
@@ -93,8 +94,12 @@ class FileGuard:
         try:
             found = os.stat(self.path)
         except FileNotFoundError:
+            if self.identity is None:
+                return True  # no file known yet: nothing to lose
             self._lose("deleted")
             return False
+        if not stat.S_ISREG(found.st_mode) and self.identity is None:
+            return True  # not a database file (SQLite itself refuses it), not one yet known
         identity = (found.st_dev, found.st_ino)
         if identity == self.identity:
             return True
@@ -107,7 +112,9 @@ class FileGuard:
     def _lose(self, how: str) -> None:
         self.lost = (f"the SQLite file {self.path} was {how} while the store had it open; "
                      "nothing more is written until the store is opened again")
-        log.error("%s: restore the file, then restart the processes that use it", self.lost)
+        emit(HEALTH, logging.ERROR, "health.file_lost",
+             "%(lost)s: restore the file, then restart the processes that use it",
+             lost=self.lost, path=self.path)
 
 
 def guard_for(engine: Engine) -> FileGuard | None:
@@ -146,10 +153,11 @@ def warn_if_new_beside_queue(path: str) -> None:
     """Log a warning when a missing database file is about to be created anew beside a
     journal of writes queued for the file that was there before."""
     if not os.path.exists(path) and os.path.isdir(path + QUEUE_DIR_SUFFIX):
-        log.warning(
-            "the SQLite file %s is missing and is created anew, but writes queued for the "
-            "database that was there are journaled in %s%s: restore the file to keep its "
-            "jobs and stage", os.path.abspath(path), path, QUEUE_DIR_SUFFIX)
+        emit(HEALTH, logging.WARNING, "health.file_new_beside_queue",
+             "the SQLite file %(path)s is missing and is created anew, but writes queued for "
+             "the database that was there are journaled in %(queue_dir)s: restore the file to "
+             "keep its jobs and stage", path=os.path.abspath(path),
+             queue_dir=path + QUEUE_DIR_SUFFIX)
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -157,4 +165,4 @@ def _identity(path: str) -> tuple[int, int] | None:
         found = os.stat(path)
     except FileNotFoundError:
         return None
-    return found.st_dev, found.st_ino
+    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
