@@ -11,7 +11,8 @@ raises `ValueTooLargeError` naming the key, before anything is written. The limi
   counts double) inside the upsert, whose other text and values take at most `STATEMENT_ROOM`.
   The history event holds the payload again, in a statement of its own. The server's value is
   read once per store, at the first payload big enough to need it.
-- PostgreSQL: 1 GiB less one byte per field and per protocol message; a fixed limit.
+- PostgreSQL: 1 GiB less one byte, for a field and for the protocol message that carries the
+  upsert (the payload is in it once: the history event takes it from the upsert's result).
 - SQLite: ``SQLITE_LIMIT_LENGTH`` of the connection (10⁹ bytes unless the build or the
   application lowered it) for a string and for the row that holds it; read once per store, as
   on MariaDB (before Python 3.11, whose ``sqlite3`` cannot read it, the default is assumed).
@@ -36,13 +37,13 @@ from ..exceptions import ValueTooLargeError
 STATEMENT_ROOM = 8192
 """Bytes of a write other than its payload, at most: the upsert's text with a 48-character
 table name (881 bytes on MariaDB), the key twice and the status escaped (255 and 64 characters
-of four bytes each), the times and the writer. ``tests/test_refusal.py`` writes a payload of
-exactly the limit with such a key and status on MariaDB."""
+of four bytes each), the times and the writer. ``tests/test_value_limit.py`` writes a payload
+of exactly the limit with such a key and status on MariaDB and SQLite."""
 ALWAYS_FITS = 1 << 20
 """A payload whose largest possible encoding (four bytes a character, escapes included) and
-`STATEMENT_ROOM` fit in this many bytes is taken without asking the database its limit: a
-MySQL ``max_allowed_packet`` has been at least 1 MiB by default since 4.0, SQLite's and
-PostgreSQL's limits are a thousand times that. A server set lower refuses the statement
+`STATEMENT_ROOM` fit in this many bytes is taken without asking the database its limit: the
+default ``max_allowed_packet`` is 1 MiB or more in every MySQL and MariaDB release in use, and
+SQLite's and PostgreSQL's limits are a thousand times that. A server set lower refuses the statement
 itself (`jobstore.db.refusal`)."""
 MEASURED_FROM = (ALWAYS_FITS - STATEMENT_ROOM) // 4
 """Characters from which a payload is measured (the hot path's one comparison)."""
