@@ -23,6 +23,7 @@ from jobstore import (
     Stage,
     StageError,
     StoreUnavailableError,
+    ValueTooLargeError,
     VerifyReport,
     WriteRefusedError,
 )
@@ -30,9 +31,9 @@ from jobstore import (
 DESIGN_NAMES = sorted([
     "JobStore", "Stage", "VerifyReport",
     "JobStoreError", "EncodeError", "DecodeError", "StoreUnavailableError", "StageError",
-    # Beyond DESIGN's list, under its errors: a write the database refused for its data
-    # (issue 11).
-    "WriteRefusedError",
+    # Beyond DESIGN's list, under its errors: a value too large for the database (an
+    # EncodeError), a write the database refused for its data (issue 11).
+    "ValueTooLargeError", "WriteRefusedError",
 ])
 
 
@@ -147,9 +148,12 @@ def test_a_failing_authoritative_database_raises_store_unavailable_error(tmp_pat
             store["job-1"]
 
 
-def test_a_refused_write_sits_in_the_tree_where_its_meaning_is() -> None:
-    """Refused by the database is a ValueError, and no StoreUnavailableError: waiting for the
+def test_the_two_refusals_sit_in_the_tree_where_their_meaning_is() -> None:
+    """Too large is a value that cannot be stored as it is (an EncodeError, so a TypeError);
+    refused by the database is a ValueError, and no StoreUnavailableError: waiting for the
     database does not help."""
+    assert issubclass(ValueTooLargeError, EncodeError)
+    assert issubclass(ValueTooLargeError, TypeError)
     assert issubclass(WriteRefusedError, JobStoreError)
     assert issubclass(WriteRefusedError, ValueError)
     assert not issubclass(WriteRefusedError, StoreUnavailableError)

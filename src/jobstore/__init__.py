@@ -12,6 +12,7 @@ from .exceptions import (
     JobStoreError,
     StageError,
     StoreUnavailableError,
+    ValueTooLargeError,
     WriteRefusedError,
 )
 from .shim.store import JobStore
@@ -28,6 +29,7 @@ __all__ = [
     "Stage",
     "StageError",
     "StoreUnavailableError",
+    "ValueTooLargeError",
     "VerifyReport",
     "WriteRefusedError",
 ]

@@ -4,6 +4,7 @@ The tree, with the builtin each one also is where the meaning matches::
 
     JobStoreError
     ├── EncodeError (TypeError)          a value cannot be turned into JSON; nothing was written
+    │   └── ValueTooLargeError           its JSON is larger than the database takes in one write
     ├── DecodeError (ValueError)         a stored row cannot be read back; names the key
     ├── StoreUnavailableError            the database failed where the database is the authority
     ├── WriteRefusedError (ValueError)   the database refused the write for its data
@@ -30,6 +31,22 @@ class DecodeError(JobStoreError, ValueError):
         super().__init__(f"cannot decode the row for key {key!r}: {reason}")
         self.key = key
         self.reason = reason
+
+
+class ValueTooLargeError(EncodeError):
+    """A value's JSON is larger than the database takes in one write; nothing was written.
+
+    An `EncodeError`: the value cannot be stored as it is, and saying so before the write
+    keeps a database from answering with a dropped connection (MariaDB does when a statement
+    is over ``max_allowed_packet``)."""
+
+    def __init__(self, key: object, size: int, limit: int, backend: str, setting: str) -> None:
+        super().__init__(
+            f"the value for {key!r} takes {size:,} bytes in a write; {backend} takes at most "
+            f"{limit:,} ({setting})")
+        self.key = key
+        self.size = size
+        self.limit = limit
 
 
 class StoreUnavailableError(JobStoreError):

@@ -29,6 +29,7 @@ from ..timefmt import utcnow as utcnow  # re-exported: the store imports it from
 from .conflicts import MODIFY_ATTEMPTS, lost_race
 from .direct import DirectRows, usable
 from .engine import begin_statement, write_transaction
+from .limits import PayloadLimit
 from .order import insertion_order
 from .schema import Schema
 from .versions import compare_and_set, deleted_since, insert_values, upsert
@@ -91,6 +92,8 @@ class JobRows:
         self.schema = schema
         self.dialect = engine.dialect.name
         self._begin = begin_statement(engine)
+        self.limit = PayloadLimit(engine)
+        """The most a payload may take in one write here (`jobstore.db.limits`)."""
         self._direct = (DirectRows(engine, schema, keep_connection=keep_connection)
                         if usable(engine) else None)
         jobs, events = schema.jobs, schema.events

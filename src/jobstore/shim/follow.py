@@ -96,7 +96,7 @@ def adopt_dict_entries(parts: Parts[Any]) -> None:
             continue
         value = tier.memory[key]
         try:
-            payload = parts.codec.encode(value)
+            payload = parts.encode(key, value)
         except EncodeError:
             tier.unencodable.add(key)
             if entry is None:

@@ -46,7 +46,7 @@ def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSI
                 gone.append(True)
                 raise KeyError(key)
             made.append(fn(_current(parts, key, row, default)))
-            return JobWrite(key, parts.codec.encode(made[0]), status_of(made[0]))
+            return JobWrite(key, parts.encode(key, made[0]), status_of(made[0]))
 
         try:
             stored = parts.rows.modify(key, change, parts.instance_id)
@@ -76,7 +76,7 @@ def _settle(parts: Parts[V], key: str) -> None:
     """
     held = parts.tier.tracker.get(key)
     if held is not None:
-        payload = parts.codec.encode(held.obj)
+        payload = parts.encode(key, held.obj)
         if payload != held.baseline:
             write_one(parts, key, held, payload)
     queue = parts.queue
@@ -115,7 +115,7 @@ def _in_memory(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any) ->
             raise KeyError(key)
         current = default
     value = fn(codec.decode(key, codec.encode(current)))
-    payload = codec.encode(value)
+    payload = parts.encode(key, value)
     if current is not default and refresh_in_place(current, value):
         value = current
     parts.policy.write(key, value, payload, status_of(value))

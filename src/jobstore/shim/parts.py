@@ -73,6 +73,15 @@ class Parts(Generic[V]):
         self.policy = self.policies[self.rules.authority]
         self.tier.writes_db = self.rules.writes_db
 
+    def encode(self, key: Any, value: V) -> str:
+        """``value``'s JSON for a write of ``key``: `EncodeError` when it has none that reads
+        back equal, `ValueTooLargeError` when it is more than the database takes in one write.
+        Checked in every stage, ``memory`` too, so a value the database cannot hold fails in
+        the first stage rather than at the switch to ``dual_write``."""
+        payload = self.codec.encode(value)
+        self.rows.limit.check(key, payload)
+        return payload
+
     def check_open(self) -> None:
         if self.closed:
             raise JobStoreError("this JobStore is closed")

@@ -175,7 +175,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         with parts.lock:
             # Encoded under the lock: a write-back may bring this very object up to date in
             # place, and an encoding taken before that would write its older fields back.
-            payload = parts.codec.encode(value)
+            payload = parts.encode(key, value)
             parts.policy.write(key, value, payload, status_of(value))  # type: ignore[arg-type]
 
     def __delitem__(self, key: K) -> None:
@@ -214,7 +214,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         parts.ready()
         with parts.lock:
             writes: Writes[V] = {
-                key: (value, JobWrite(key, parts.codec.encode(value), status_of(value)))
+                key: (value, JobWrite(key, parts.encode(key, value), status_of(value)))
                 for key, value in checked}
             parts.policy.write_many(writes)
 
@@ -226,7 +226,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
             return self[key]
         except KeyError:
             pass
-        payload = parts.codec.encode(default)
+        payload = parts.encode(key, default)
         with parts.lock:
             return parts.policy.setdefault(key, default, payload,  # type: ignore[arg-type]
                                            status_of(default))
