@@ -48,6 +48,7 @@ def drain_queue(parts: Parts[Any]) -> None:
             queue.cleared()
     queued = queue.snapshot()
     landed = 0
+    queued = _sendable(parts, queued)
     batches = [queued[start:start + DRAIN_BATCH] for start in range(0, len(queued), DRAIN_BATCH)
                ] if not any(w.refused for _k, w in queued) else _refused_alone(queued)
     for batch in batches:
@@ -65,6 +66,28 @@ def drain_queue(parts: Parts[Any]) -> None:
     queue.settle()
     with parts.lock:
         parts.tier.evict()  # entries the dict kept only until the database took them may leave
+
+
+def _sendable(parts: Parts[Any], queued: Batch) -> Batch:
+    """The queued writes that fit in one statement; one too large for the database (queued
+    before its limit could be read) is not sent, which on MariaDB would only look like an
+    outage: it stays queued, refused, until the limit allows it."""
+    limit = parts.rows.limit
+    sendable = []
+    for key, write in queued:
+        if write.payload is not None and not limit.fits(write.payload):
+            if not write.refused:
+                write.refused = True
+                write.last_error = (f"larger than the database takes in one write "
+                                    f"({limit.most} bytes)")
+                parts.health.last_error = f"the value of {key!r} is {write.last_error}"
+                emit(QUEUE, logging.WARNING, "queue.refused",
+                     "table %(table)r: the queued write of %(key)r is %(reason)s: it stays "
+                     "queued and holds back no other write", table=parts.table, key=key,
+                     reason=write.last_error)
+            continue
+        sendable.append((key, write))
+    return sendable
 
 
 def _refused_alone(queued: Batch) -> list[Batch]:

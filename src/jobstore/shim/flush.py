@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import status_of
-from ..db.redact import reason
+from ..db.refusal import write_error
 from ..exceptions import EncodeError, StoreUnavailableError
 from .parts import Parts
 from .reconcile import write_change
@@ -30,7 +30,7 @@ def write_back(parts: Parts[Any]) -> int:
             # nothing can change it, so what is encoded next is its last state.
             unreferenced = tracker.unreferenced(key, held, tier.memory)
             try:
-                payload = parts.codec.encode(held.obj)
+                payload = parts.encode(key, held.obj)
             except EncodeError as exc:
                 tier.unencodable.add(key)
                 parts.health.last_error = str(exc)
@@ -61,7 +61,7 @@ def write_one(parts: Parts[Any], key: str, held: Held, payload: str) -> None:
     except DBAPIError as exc:
         parts.health.note_error(exc)
         if parts.rules.db_authoritative:
-            raise StoreUnavailableError(f"cannot write {key!r}: {reason(exc)}") from exc
+            raise write_error(exc, f"write {key!r}") from exc
         parts.health.failing = True
         parts.policy.write(key, held.obj, payload, status_of(held.obj))
         held.baseline = payload
