@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import parse_document
+from ..db.attempts import quick_attempt
 from ..db.jobs import StoredRow, key_batches
 from ..exceptions import DecodeError, EncodeError
 from ..snapshot import MemoryDump
@@ -27,14 +28,15 @@ V = TypeVar("V")
 
 def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
     """Read the database too and count a mismatch; never raise to the caller."""
-    if entry.unpersisted:
-        return
     health = parts.health
+    if entry.unpersisted or not health.available_now():
+        return
     health.shadow_checks += 1
     try:
-        row = parts.rows.get(key)
+        with quick_attempt():
+            row = parts.rows.get(key)
     except DBAPIError as exc:
-        health.note_error(exc)
+        health.trip(exc)
         return
     if row is None or (row.version == entry.version and row.payload != entry.payload):
         health.count_mismatch(key)

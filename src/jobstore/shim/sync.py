@@ -1,17 +1,24 @@
 """A sync round: follow the stage, write back, retry, heartbeat, answer verify requests.
 
-The background loop runs one every ``sync_interval``; ``JobStore.sync()`` runs one now.
+The background loop runs one every ``sync_interval``; ``JobStore.sync()`` runs one now. In the
+dict-first stages a round's database calls are quick attempts, and while the circuit is open
+(`jobstore.shim.circuit`) a round only probes the database: in-place changes are queued, and
+nothing else is sent until the probe reaches it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from ..db.control import Heartbeat
 from ..exceptions import StoreUnavailableError
-from ..stages import Stage
+from ..stages import Authority, Stage
 from ..timefmt import utcnow
 from .audit import verify
+from .circuit import attempts_of, database_back
 from .flush import drain_queue, write_back
 from .follow import StageFollower
 from .key_text import text_report
@@ -37,17 +44,33 @@ class Sync:
         """``JobStore.sync()``: raises where the database is the authority and a change
         could not be written; in the dict-first stages failed writes stay queued instead."""
         parts = self.parts
-        self.follower.poll()
-        failures = write_back(parts)
-        drain_queue(parts)
+        with attempts_of(parts):
+            back = database_back(parts)
+            if back:
+                self.follower.poll()
+            failures = write_back(parts)
+            if back:
+                drain_queue(parts)
         if failures and parts.rules.db_authoritative:
             raise StoreUnavailableError(
                 f"{failures} in-place change(s) could not be written: {parts.health.last_error}")
 
     def flush(self) -> None:
         """At ``close()``: what is still owed to the database, written or retried once more."""
-        write_back(self.parts)
-        drain_queue(self.parts)
+        parts = self.parts
+        with attempts_of(parts):
+            write_back(parts)
+            if database_back(parts):
+                drain_queue(parts)
+
+    def leave(self) -> None:
+        """At ``close()``: this instance's heartbeat row removed, unless the database is
+        unreachable (a stale row is told apart by its age)."""
+        parts = self.parts
+        if not parts.health.available_now():
+            return
+        with contextlib.suppress(DBAPIError), attempts_of(parts):
+            parts.control.forget_instance(parts.instance_id)
 
     def round(self) -> None:
         """One round of the background loop; it never raises."""
@@ -55,13 +78,22 @@ class Sync:
         if parts.closed:
             return
         try:
-            if not parts.schema_ready:
-                self.prepare_database(parts.stage)
-            self.follower.poll()
-            write_back(parts)
-            drain_queue(parts)
-            self._heartbeat()
+            with attempts_of(parts):
+                if not database_back(parts):
+                    write_back(parts)
+                    return
+                if not parts.schema_ready:
+                    self.prepare_database(parts.stage)
+                self.follower.poll()
+                write_back(parts)
+                drain_queue(parts)
+                self._heartbeat()
             self._answer_verify_requests()
+        except DBAPIError as exc:
+            if parts.rules.authority is Authority.DICT:
+                parts.health.trip(exc)  # the loop saw it first: callers need not find out
+            else:
+                parts.health.note_error(exc)
         except Exception as exc:  # the loop must outlive any one failure
             parts.health.note_error(exc)
 
