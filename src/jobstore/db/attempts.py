@@ -23,10 +23,17 @@ from contextvars import ContextVar
 class Attempt:
     """One quick attempt: whether a wait of it has already timed out."""
 
-    __slots__ = ("stalled",)
+    __slots__ = ("_token", "stalled")
 
     def __init__(self) -> None:
         self.stalled = False
+
+    def __enter__(self) -> Attempt:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
 
 
 _current: ContextVar[Attempt | None] = ContextVar("jobstore_quick_attempt", default=None)
@@ -37,15 +44,10 @@ def current() -> Attempt | None:
     return _current.get()
 
 
-@contextmanager
-def quick_attempt() -> Iterator[Attempt]:
-    """Run the database calls inside as one quick attempt (see the module docstring)."""
-    attempt = Attempt()
-    token = _current.set(attempt)
-    try:
-        yield attempt
-    finally:
-        _current.reset(token)
+def quick_attempt() -> Attempt:
+    """Run the database calls inside ``with quick_attempt():`` as one quick attempt (see the
+    module docstring). A class rather than a generator: it is on every dict-first write."""
+    return Attempt()
 
 
 @contextmanager
