@@ -7,7 +7,9 @@ so a read-then-write never loses an update to another process, and ``BEGIN`` els
 
 A server that dies never hangs a caller (docs/databases.md has the figures):
 
-- a new connection gives up after ``connect_timeout`` (5 s); a refused one fails at once;
+- a new connection gives up after ``connect_timeout`` (5 s), also on a frozen server, which
+  completes the TCP handshake and then says nothing (`jobstore.db.drivers` cuts the wait off
+  on the client side); a refused one fails at once;
 - every statement gets its answer within ``statement_timeout + REPLY_GRACE_S`` (15 + 5 s): the
   server cancels a slow statement itself after ``statement_timeout`` (PostgreSQL's
   ``statement_timeout``, MariaDB's ``max_statement_time``), and the client stops waiting for a
@@ -18,7 +20,15 @@ A server that dies never hangs a caller (docs/databases.md has the figures):
   restart the first statement gets a fresh connection rather than a dead one.
 
 So one operation fails within ``connect_timeout + statement_timeout + REPLY_GRACE_S`` (25 s by
-default), and within milliseconds when the host is up and the server process is not.
+default), and within milliseconds when the host is up and the server process is not: the bound
+of the stages where the database is the authority. In the dict-first stages a failed write only
+queues, so the store's calls there run as quick attempts (`jobstore.db.attempts`): each
+connection and each reply is bounded by ``quick_timeout`` (1 s) instead, on the same pooled
+connections, and after a failure the store's circuit keeps its calls off the database until a
+probe (`probe`) reaches it again (`jobstore.shim.circuit`). Measured on a frozen PostgreSQL: a
+``dual_write`` call returns after 1.00 s (waiting for a reply, or connecting), the calls after it
+within a millisecond; a ``db_only`` one fails after 20.0 s on a pooled connection, 5.0 s when
+connecting.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from ..exceptions import JobStoreError
+from .drivers import bound_psycopg, bound_pymysql
 from .redact import safe_url as safe_url  # re-exported: the store imports it from here
 from .shared_pool import SharedConnectionPool
 from .sqlite_file import check_after_commit, warn_if_new_beside_queue, watch
@@ -48,6 +59,9 @@ STATEMENT_TIMEOUT_S = 15.0
 """Seconds the server lets one statement run before it cancels it."""
 REPLY_GRACE_S = 5.0
 """Seconds the client waits for a reply beyond the statement timeout before it gives up."""
+QUICK_TIMEOUT_S = 1.0
+"""Seconds a connection or a reply may take inside a quick attempt (`jobstore.db.attempts`):
+the dict-first stages, where a write the database does not take is queued."""
 POOL_SIZE = 4
 POOL_MAX_OVERFLOW = 4
 """Connections per engine: ``POOL_SIZE`` kept, up to ``POOL_MAX_OVERFLOW`` more under load.
@@ -60,15 +74,18 @@ def create_store_engine(
     *,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     statement_timeout: float = STATEMENT_TIMEOUT_S,
+    quick_timeout: float = QUICK_TIMEOUT_S,
 ) -> Engine:
     """An engine for ``url`` with the settings jobstore relies on (see the module docstring).
 
     ``connect_timeout`` and ``statement_timeout`` (seconds) bound how long a server may keep a
     caller waiting; a ``connect_timeout`` or ``options`` given in the URL's query wins.
+    ``quick_timeout`` bounds each connection and each reply of a quick attempt instead (the
+    dict-first stages' calls; PostgreSQL through psycopg and MySQL through PyMySQL).
     """
-    if connect_timeout <= 0 or statement_timeout <= 0:
-        raise ValueError("connect_timeout and statement_timeout must be positive")
-    limits = _Limits(connect_timeout, statement_timeout)
+    if connect_timeout <= 0 or statement_timeout <= 0 or quick_timeout <= 0:
+        raise ValueError("connect_timeout, statement_timeout and quick_timeout must be positive")
+    limits = _Limits(connect_timeout, statement_timeout, quick_timeout)
     parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -78,12 +95,14 @@ def create_store_engine(
             parsed = parsed.set(drivername="postgresql+psycopg")
         engine = _server_engine(parsed, _postgres_connect_args(parsed, limits), limits)
         if parsed.get_driver_name() == "psycopg":
-            _bound_psycopg_replies(engine, limits.reply_timeout)
+            bound_psycopg(engine, limits.reply_timeout, limits.quick_timeout)
         return engine
     if backend in ("mysql", "mariadb"):
         if "+" not in parsed.drivername:
             parsed = parsed.set(drivername=f"{backend}+pymysql")
         engine = _server_engine(parsed, _mysql_connect_args(parsed, limits), limits)
+        if parsed.get_driver_name() == "pymysql":
+            bound_pymysql(engine, limits.quick_timeout)
         event.listen(engine, "connect", functools.partial(_on_mysql_connect, limits))
         return engine
     raise JobStoreError(f"unsupported database {backend!r}: use sqlite, postgresql or mysql")
@@ -149,6 +168,18 @@ def write_transaction(conn: Connection, begin_sql: str) -> Iterator[Connection]:
         raise
     conn.exec_driver_sql("COMMIT")
     check_after_commit(conn.dialect)
+
+
+def probe(engine: Engine) -> None:
+    """One round trip that fails unless the database takes writes now: ``SELECT 1`` on a
+    server; on SQLite, whose file answers reads while another process holds its write lock,
+    an empty transaction begun with ``BEGIN IMMEDIATE`` (which waits for that lock)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            with write_transaction(conn, begin_statement(engine)):
+                pass
+        else:
+            conn.exec_driver_sql("SELECT 1")
 
 
 def sqlite_path(url: URL) -> str | None:
@@ -231,10 +262,12 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 class _Limits:
     """The time bounds of one engine, in seconds."""
 
-    def __init__(self, connect_timeout: float, statement_timeout: float) -> None:
+    def __init__(self, connect_timeout: float, statement_timeout: float,
+                 quick_timeout: float) -> None:
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
         self.reply_timeout = statement_timeout + REPLY_GRACE_S
+        self.quick_timeout = quick_timeout
 
 
 class StorePool(QueuePool):
@@ -310,53 +343,3 @@ def _on_mysql_connect(limits: _Limits, dbapi_connection: Any, _record: Any) -> N
         cursor.execute(f"SET SESSION max_statement_time = {float(limits.statement_timeout)!r}")
     finally:
         cursor.close()
-
-
-def _bound_psycopg_replies(engine: Engine, reply_timeout: float) -> None:
-    """Make every psycopg connection of ``engine`` stop waiting for a reply after
-    ``reply_timeout`` seconds: a server that is alive to TCP but answers nothing (stopped,
-    swapping, wedged) would otherwise hold the caller forever, since keepalives are answered
-    by the kernel and the server's own statement timeout never fires."""
-    connection_class = _bounded_psycopg_class()
-    if connection_class is None:
-        return
-
-    @event.listens_for(engine, "do_connect")
-    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        connection = connection_class.connect(*cargs, **cparams)
-        connection.jobstore_reply_timeout = reply_timeout
-        return connection
-
-
-@functools.cache
-def _bounded_psycopg_class() -> Any:
-    """A ``psycopg.Connection`` whose waits for the server are bounded, or None when this
-    psycopg cannot bound them (``Connection.wait`` without ``timeout``: psycopg < 3.2)."""
-    import inspect
-
-    import psycopg
-
-    if "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:
-        return None
-
-    class BoundedConnection(psycopg.Connection):
-        jobstore_reply_timeout: float | None = None
-
-        def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-            bound = self.jobstore_reply_timeout
-            if bound is None or len(args) > 1 or kwargs.get("timeout") is not None:
-                return super().wait(gen, *args, **kwargs)
-            kwargs["timeout"] = bound
-            try:
-                return super().wait(gen, *args, **kwargs)
-            except psycopg.OperationalError as exc:
-                # psycopg raises its private _WaitTimeout (an OperationalError) when the
-                # bound passes; the connection is then mid-statement and cannot be reused.
-                if type(exc).__name__ != "_WaitTimeout":
-                    raise
-                self.pgconn.finish()
-                raise psycopg.OperationalError(
-                    f"no reply from the server within {bound:g} s; connection closed"
-                ) from None
-
-    return BoundedConnection

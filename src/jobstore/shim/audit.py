@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import parse_document
+from ..db.attempts import quick_attempt
 from ..db.jobs import StoredRow, key_batches
 from ..exceptions import DecodeError, EncodeError
 from ..logs import AUDIT, emit
@@ -31,14 +32,15 @@ DRIFTS_NAMED = 10
 
 def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
     """Read the database too and count a mismatch; never raise to the caller."""
-    if entry.unpersisted:
-        return
     health = parts.health
+    if entry.unpersisted or not health.available_now():
+        return
     health.shadow_checks += 1
     try:
-        row = parts.rows.get(key)
+        with quick_attempt():
+            row = parts.rows.get(key)
     except DBAPIError as exc:
-        health.note_error(exc)
+        health.trip(exc)
         return
     if row is None or (row.version == entry.version and row.payload != entry.payload):
         note_mismatch(parts, key, "the database has no row" if row is None

@@ -1,7 +1,8 @@
 """``dual_write`` and ``shadow``: the dict is the truth and the database is written behind it.
 
 A write the database refuses is queued and retried by the loop; a read the dict cannot answer
-(a miss, or an entry older than ``sync_interval``) reads the row.
+(a miss, or an entry older than ``sync_interval``) reads the row. Every call here tries the
+database as a quick attempt, and not at all while the circuit is open (`jobstore.shim.circuit`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import IMMUTABLE_TYPES
+from ..db.attempts import quick_attempt
 from ..db.jobs import JobWrite, StoredRow
 from ..db.redact import reason
 from ..db.refusal import refuses_value
 from ..exceptions import StoreUnavailableError
 from .audit import shadow_compare
+from .circuit import CALLER_PROBE_EVERY_S, database_back
 from .keys import MISSING, or_missing
 from .order import in_local_order
 from .policy import Policy, Writes, settle_default
 from .queueing import queue_clear, queue_write, queue_writes
 from .reconcile import Seen, assign, last_seen
 from .retry import QueuedWrite
+from .tier import Entry
 
 V = TypeVar("V")
 _monotonic = time.monotonic
@@ -71,14 +75,24 @@ class DictFirst(Policy[V]):
             return tier.memory[key]
         if entry is None and parts.queue.deletes(key):
             raise KeyError(key)  # deleted here; the database has not taken the deletion yet
-        if entry is not None and parts.health.recently_down():
-            return tier.memory[key]  # the database just failed: don't make every read wait
+        if entry is not None and not parts.health.available_now():
+            return tier.memory[key]  # the circuit is open: the dict answers
+        if entry is None and not database_back(parts, CALLER_PROBE_EVERY_S):
+            raise StoreUnavailableError(
+                f"{key!r} is not in memory and the database is unreachable: "
+                f"{parts.health.last_error}")
+        with quick_attempt():
+            return self._revalidate(key, entry)
+
+    def _revalidate(self, key: str, entry: Entry | None) -> V:
+        """The row read (as a quick attempt), and the dict brought up to date with it."""
+        parts = self.parts
+        tier = parts.tier
         try:
             row = parts.rows.get(key)
         except DBAPIError as exc:
-            parts.health.note_error(exc)
+            parts.health.trip(exc)
             if entry is not None:
-                parts.health.note_failing_read(parts.sync_interval)
                 return tier.memory[key]
             raise StoreUnavailableError(
                 f"{key!r} is not in memory and the database is unreachable: {reason(exc)}"
@@ -113,15 +127,18 @@ class DictFirst(Policy[V]):
                        seen: Seen | None) -> None:
         """The database half of a write: done now, or queued if the database fails."""
         parts = self.parts
-        if parts.health.failing and len(parts.queue):
+        if parts.health.queue_first(len(parts.queue)):
             queue_write(parts, key, QueuedWrite(payload, status, seen, attempts=0))
             return
         try:
-            written, version = assign(parts, key, value, payload, status, seen)
+            with quick_attempt():
+                written, version = assign(parts, key, value, payload, status, seen)
         except DBAPIError as exc:
-            parts.health.note_error(exc)
             refused = refuses_value(exc)
-            parts.health.failing = not refused  # a refused value is no outage: set aside alone
+            if refused:  # a refused value is no outage: it is set aside alone
+                parts.health.note_error(exc)
+            else:
+                parts.health.trip(exc)
             queue_write(parts, key, QueuedWrite(payload, status, seen, last_error=reason(exc),
                                                 refused=refused))
             return
@@ -139,13 +156,13 @@ class DictFirst(Policy[V]):
                           pending=True)
             tier.hold(key, value, w.payload, None)
         versions: dict[str, int] | None = None
-        if not (parts.health.failing and len(parts.queue)):
+        if not parts.health.queue_first(len(parts.queue)):
             try:
-                versions = parts.rows.upsert_many([w for _v, w in writes.values()],
-                                                  parts.instance_id)
+                with quick_attempt():
+                    versions = parts.rows.upsert_many([w for _v, w in writes.values()],
+                                                      parts.instance_id)
             except DBAPIError as exc:
-                parts.health.note_error(exc)
-                parts.health.failing = True
+                parts.health.trip(exc)
         if versions is None:
             queue_writes(parts, [(key, QueuedWrite(w.payload, w.status, seen[key], attempts=0))
                                  for key, (_value, w) in writes.items()])
@@ -159,11 +176,14 @@ class DictFirst(Policy[V]):
         parts = self.parts
         value = parts.tier.memory.get(key, MISSING)
         parts.tier.forget(key)
+        if not parts.health.available_now():
+            queue_write(parts, key, QueuedWrite(None, None, attempts=0))
+            return or_missing(value, default, key)
         try:
-            row = parts.rows.delete(key, parts.instance_id)
+            with quick_attempt():
+                row = parts.rows.delete(key, parts.instance_id)
         except DBAPIError as exc:
-            parts.health.note_error(exc)
-            parts.health.failing = True
+            parts.health.trip(exc)
             queue_write(parts, key, QueuedWrite(None, None, last_error=reason(exc)))
             return or_missing(value, default, key)
         parts.queue.discard(key)
@@ -180,20 +200,25 @@ class DictFirst(Policy[V]):
             self.write(key, default, payload, status)
             return default
         try:
-            row = parts.rows.insert_if_absent(JobWrite(key, payload, status), parts.instance_id)
+            with quick_attempt():
+                row = parts.rows.insert_if_absent(JobWrite(key, payload, status),
+                                                  parts.instance_id)
         except DBAPIError as exc:
-            parts.health.note_error(exc)
+            parts.health.trip(exc)
             self.write(key, default, payload, status)
             return default
         return settle_default(parts, key, default, payload, row)
 
     def clear(self) -> None:
         parts = self.parts
+        if not parts.health.available_now():
+            queue_clear(parts)
+            return
         try:
-            parts.rows.clear(parts.instance_id)
+            with quick_attempt():
+                parts.rows.clear(parts.instance_id)
         except DBAPIError as exc:
-            parts.health.note_error(exc)
-            parts.health.failing = True
+            parts.health.trip(exc)
             queue_clear(parts)
             return
         parts.queue.drop_all()

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy.exc import DBAPIError
 
+from ..db.attempts import unhurried
 from ..db.jobs import JobWrite
 from ..db.redact import reason
 from ..db.refusal import refuses_value
@@ -41,7 +42,8 @@ def drain_queue(parts: Parts[Any]) -> None:
     with parts.lock:
         if queue.clear_pending:
             try:
-                parts.rows.clear(parts.instance_id)
+                with unhurried():  # a large table takes seconds: never a quick attempt
+                    parts.rows.clear(parts.instance_id)
             except DBAPIError as exc:
                 parts.health.note_error(exc)
                 return
@@ -160,8 +162,11 @@ def _failed(parts: Parts[Any], batch: Batch, exc: DBAPIError) -> None:
 
 def _replay(parts: Parts[Any], batch: Batch) -> int:
     """Replay queued writes: a write of a job seen before is merged into the row as it is now
-    (DESIGN §2); writes of jobs not seen before go in one statement."""
+    (DESIGN §2); writes of jobs not seen before go in one statement. One superseded since the
+    snapshot (a newer write of the key reached the database first) is not replayed; the
+    caller holds the store's lock, so none is superseded while the batch runs."""
     queue = parts.queue
+    batch = [(key, w) for key, w in batch if w.adopted or queue.get(key) is w]  # not superseded
     wholes = [(key, w) for key, w in batch if not w.is_delete and w.seen is None]
     for key, write in batch:
         if write.is_delete:

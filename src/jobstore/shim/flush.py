@@ -52,16 +52,17 @@ def write_one(parts: Parts[Any], key: str, held: Held, payload: str) -> None:
     """A changed object: merged onto its row when the row it came from is known, else written
     by the stage's policy (a job this process created and the database has not taken yet)."""
     entry = parts.tier.entries.get(key)
-    if held.version is None or (entry is not None and entry.pending):
+    queues = not parts.rules.db_authoritative and not parts.health.available_now()
+    if held.version is None or (entry is not None and entry.pending) or queues:
         parts.policy.write(key, held.obj, payload, status_of(held.obj))
         held.baseline = payload
         return
     try:
         write_change(parts, key, held, payload)
     except DBAPIError as exc:
-        parts.health.note_error(exc)
         if parts.rules.db_authoritative:
+            parts.health.note_error(exc)
             raise write_error(exc, f"write {key!r}") from exc
-        parts.health.failing = True
+        parts.health.trip(exc)
         parts.policy.write(key, held.obj, payload, status_of(held.obj))
         held.baseline = payload

@@ -10,19 +10,26 @@ from ..db.redact import reason
 class Health:
     """Errors, shadow comparisons and whether the database is failing right now.
 
-    ``failing`` is set by a dict-first write the database refused, and cleared once the retry
-    queue drains: while it is set, writes queue without trying the database first.
-    ``down_until`` spares dict-first reads a round trip for one interval after a failed read.
+    Two flags say how the dict-first stages treat the database after a call to it failed:
+
+    - ``unreachable``, the circuit: set by the failure, cleared only by a probe that reaches the
+      database (`jobstore.shim.circuit.database_back`, run outside the store's lock by the
+      background loop, and at most once a second by a call that needs the database). While it
+      is set no other call touches the database: writes queue, reads the dict can answer come
+      from it, and the others raise `StoreUnavailableError` at once.
+    - ``failing``: set with it, and cleared once the retry queue drains: until then writes
+      queue behind the ones already queued, so none overtakes an older write of its key.
     """
 
-    __slots__ = ("conflicts", "down_until", "dropped_writes", "failing", "last_error",
-                 "shadow_checks", "shadow_mismatches", "write_errors")
+    __slots__ = ("conflicts", "dropped_writes", "failing", "last_error", "probed_at",
+                 "shadow_checks", "shadow_mismatches", "unreachable", "write_errors")
 
     def __init__(self) -> None:
         self.write_errors = 0
         self.last_error: str | None = None
         self.failing = False
-        self.down_until = 0.0
+        self.unreachable = False
+        self.probed_at = -float("inf")
         self.shadow_checks = 0
         self.shadow_mismatches = 0
         self.conflicts = 0
@@ -34,11 +41,28 @@ class Health:
         self.write_errors += 1
         self.last_error = reason(exc)
 
-    def note_failing_read(self, interval: float) -> None:
-        self.down_until = time.monotonic() + interval
+    def trip(self, exc: BaseException) -> None:
+        """A dict-first call found the database failing: open the circuit."""
+        self.note_error(exc)
+        self.failing = True
+        self.unreachable = True
 
-    def recently_down(self) -> bool:
-        return self.down_until > time.monotonic()
+    def available_now(self) -> bool:
+        """Whether a dict-first call may try the database (the circuit is closed)."""
+        return not self.unreachable
+
+    def claim_probe(self, every: float | None) -> bool:
+        """Whether to probe now: always for ``every=None`` (the loop), else when no probe began
+        within ``every`` seconds (so callers that need the database try it once a second)."""
+        now = time.monotonic()
+        if every is not None and now - self.probed_at < every:
+            return False
+        self.probed_at = now
+        return True
+
+    def queue_first(self, queued: int) -> bool:
+        """Whether a dict-first write goes to the retry queue without trying the database."""
+        return self.unreachable or (self.failing and queued > 0)
 
     def count_mismatch(self, key: object) -> None:
         self.shadow_mismatches += 1

@@ -19,6 +19,7 @@ from ..codec import status_of
 from ..db.jobs import JobWrite, StoredRow
 from ..db.refusal import write_error
 from ..exceptions import StoreUnavailableError
+from .circuit import CALLER_PROBE_EVERY_S, database_back
 from .drain import drain_queue
 from .flush import write_one
 from .keys import MISSING, check_key
@@ -33,6 +34,9 @@ def modify(parts: Parts[V], key: str, fn: Callable[[V], V], default: Any = MISSI
     """Store ``fn(copy of the job)`` atomically and return it; see `JobStore.modify`."""
     check_key(key)
     parts.ready()
+    if parts.rules.writes_db and not database_back(parts, CALLER_PROBE_EVERY_S):
+        raise StoreUnavailableError(
+            f"cannot modify {key!r}: the database is unreachable: {parts.health.last_error}")
     with parts.lock:
         if not parts.rules.writes_db:
             return _in_memory(parts, key, fn, default)

@@ -7,7 +7,6 @@ round, stage following, audit and dict tier live in modules of their own beside 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, overload
@@ -301,8 +300,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         finally:
             parts.closed = True
             process.unregister(self)
-            with contextlib.suppress(DBAPIError):
-                parts.control.forget_instance(parts.instance_id)
+            self._sync.leave()
             self._dispose()
 
     def _dispose(self) -> None:

@@ -1,20 +1,27 @@
 """A sync round: follow the stage, write back, retry, heartbeat, answer verify requests.
 
-The background loop runs one every ``sync_interval``; ``JobStore.sync()`` runs one now.
+The background loop runs one every ``sync_interval``; ``JobStore.sync()`` runs one now. In the
+dict-first stages a round's database calls are quick attempts, and while the circuit is open
+(`jobstore.shim.circuit`) a round only probes the database: in-place changes are queued, and
+nothing else is sent until the probe reaches it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from ..db.control import Heartbeat, StageState
 from ..exceptions import StoreUnavailableError
 from ..logs import AUDIT, emit
-from ..stages import Stage
+from ..stages import Authority, Stage
 from ..timefmt import utcnow
 from . import store_log
 from .audit import verify
+from .circuit import attempts_of, database_back
 from .drain import drain_queue
 from .flush import write_back
 from .follow import StageFollower
@@ -45,10 +52,13 @@ class Sync:
         """``JobStore.sync()``: raises where the database is the authority and a change
         could not be written; in the dict-first stages failed writes stay queued instead."""
         parts = self.parts
-        with parts.round_lock:
-            self.follower.poll()
+        with parts.round_lock, attempts_of(parts):
+            back = database_back(parts)
+            if back:
+                self.follower.poll()
             failures = write_back(parts)
-            drain_queue(parts)
+            if back:
+                drain_queue(parts)
         if failures and parts.rules.db_authoritative:
             raise StoreUnavailableError(
                 f"{failures} in-place change(s) could not be written: {parts.health.last_error}")
@@ -58,10 +68,20 @@ class Sync:
         what it will not take stays in the journal, for the next store opened on it."""
         parts = self.parts
         queued = len(parts.queue)
-        with parts.round_lock:
+        with parts.round_lock, attempts_of(parts):
             unwritten = write_back(parts)
-            drain_queue(parts)
+            if database_back(parts):
+                drain_queue(parts)
         store_log.closed(parts, queued, unwritten)
+
+    def leave(self) -> None:
+        """At ``close()``: this instance's heartbeat row removed, unless the database is
+        unreachable (a stale row is told apart by its age)."""
+        parts = self.parts
+        if not parts.health.available_now():
+            return
+        with contextlib.suppress(DBAPIError), attempts_of(parts):
+            parts.control.forget_instance(parts.instance_id)
 
     def round(self) -> None:
         """One round of the background loop; a failure is counted and raised for the loop to
@@ -70,14 +90,23 @@ class Sync:
         if parts.closed:
             return
         try:
-            if not parts.schema_ready:
-                self.prepare_database(parts.stage)
-            with parts.round_lock:
+            with parts.round_lock, attempts_of(parts):
+                if not database_back(parts):
+                    write_back(parts)
+                    return
+                if not parts.schema_ready:
+                    self.prepare_database(parts.stage)
                 self.follower.poll()
                 write_back(parts)
                 drain_queue(parts)
-            self._heartbeat()
+                self._heartbeat()
             self._answer_verify_requests()
+        except DBAPIError as exc:
+            if parts.rules.authority is Authority.DICT:
+                parts.health.trip(exc)  # the loop saw it first: callers need not find out
+            else:
+                parts.health.note_error(exc)
+            raise
         except Exception as exc:
             parts.health.note_error(exc)
             raise
