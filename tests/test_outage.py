@@ -8,6 +8,7 @@ SIGSTOP (alive to TCP, answering nothing) while service processes keep working.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -247,3 +248,37 @@ def test_listing_a_dict_first_store_raises_while_the_server_is_down_rather_than_
             running_pg.start()
         jobs.close()
     assert len(rows_of(running_pg.url, name)) == 102
+
+
+def test_queued_writes_on_a_server_are_journaled_logged_and_replayed_without_the_password(
+        running_pg: PgCluster, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The server stops under a dual_write store whose URL carries a password: the writes are
+    journaled in $JOBSTORE_QUEUE_DIR, the queue's records say so (none with the password), and
+    the writes land through a store opened after the server is back."""
+    monkeypatch.setenv("JOBSTORE_QUEUE_DIR", str(tmp_path / "queue"))
+    secret = "s3cret-in-the-url"
+    url = running_pg.url.replace("postgres@", f"postgres:{secret}@")
+    name = table()
+    caplog.set_level(logging.DEBUG, logger="jobstore")
+    jobs: JobStore[str, Any] = JobStore(url, table=name, sync_interval=600)
+    jobs["before"] = {"n": 0}
+    running_pg.stop("immediate")
+    for n in range(5):
+        jobs[f"queued-{n}"] = {"n": n}
+    assert jobs.stats()["journaled_writes"] == 5
+    jobs.close()
+    [journal] = list((tmp_path / "queue").rglob(f"{name}.*.queue"))
+    assert journal.stat().st_mode & 0o777 == 0o600
+    running_pg.start()
+    with JobStore(url, table=name) as reopened:
+        reopened.sync()
+        assert reopened.queued_writes == 0
+    assert rows_of(running_pg.url, name) == {"before": {"n": 0},
+                                             **{f"queued-{n}": {"n": n} for n in range(5)}}
+    events = [getattr(r, "event", None) for r in caplog.records]
+    for event in ("queue.started", "queue.left_at_close", "queue.adopted", "queue.replayed"):
+        assert event in events, events
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+        assert not [k for k, v in vars(record).items() if secret in str(v)]
