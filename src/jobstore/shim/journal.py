@@ -82,7 +82,7 @@ class Journal:
         if not done or self._fd is None:
             return
         with contextlib.suppress(JournalError):  # at worst a crash replays them: merged again
-            self._append(done)
+            self._append(done, sync=False)  # fsynced by `settle`, once per drain
         self._landed += len(done)
 
     def settle(self, live: Backlog) -> None:
@@ -96,6 +96,8 @@ class Journal:
                 self._landed = 0
             elif self._landed > COMPACT_AFTER and self._landed > len(live):
                 self._rewrite(live)
+            else:
+                os.fsync(self._fd)
         except OSError as exc:
             emit(QUEUE, logging.WARNING, "queue.compact_failed",
                  "the queue journal %(journal)s could not be compacted: %(reason)s",
@@ -197,8 +199,8 @@ class Journal:
                 "b": seen.payload if seen else None, "v": seen.version if seen else None,
                 "a": write.adopted}
 
-    def _append(self, records: list[dict[str, Any]]) -> int:
-        """Write numbered records and fsync; the number of the first."""
+    def _append(self, records: list[dict[str, Any]], *, sync: bool = True) -> int:
+        """Write numbered records and fsync (unless told not to); the number of the first."""
         try:
             fd = self._open()
             first = self._next
@@ -211,7 +213,8 @@ class Journal:
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except OSError as exc:
             where = self.path or self.directory
             raise JournalError(exc.errno, f"cannot write the queue journal {where}: "
