@@ -73,6 +73,8 @@ def zygote(tmp_path: Path) -> Iterator[Zygote]:
 def acknowledged(log: Path) -> dict[str, int]:
     """Every ``ack KEY N`` line the writer finished printing before it died."""
     acked: dict[str, int] = {}
+    if not log.exists():
+        return acked  # killed between the fork and opening its log: it wrote nothing
     text = log.read_text()
     for line in text[: text.rfind("\n") + 1].splitlines():
         if line.startswith("ack "):
