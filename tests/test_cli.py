@@ -314,16 +314,18 @@ def test_stage_db_only_is_refused_without_force(run: Run) -> None:
 
 
 @pytest.mark.usefixtures("initialised")
-def test_rollback_to_memory_from_db_primary_is_refused_with_the_job_count(
+def test_rollback_to_memory_is_refused_with_the_number_of_jobs_no_live_dict_holds(
         run: Run, stores: Stores) -> None:
-    store = stores()
-    store.update({"a": {"status": "queued"}, "b": {"status": "queued"}})
+    writer = stores()
+    writer.update({"a": {"status": "queued"}, "b": {"status": "queued"}})
+    writer.close()
+    live_store(stores, run)  # holds job-1 in its dict
     assert run("stage", "db_primary").exit_code == 0
     result = run("rollback", "--to", "memory", "--json")
     assert result.exit_code == 1
     document = as_json(result)
-    assert document["jobs_in_db"] == 2
-    assert "2 job(s)" in document["refused"]
+    assert (document["jobs_in_db"], document["hidden_jobs"]) == (3, 2)
+    assert "hide 2 of the 3 job(s) in the database ('a', 'b')" in document["refused"]
     forced = run("rollback", "--to", "memory", "--force", "--json")
     assert forced.exit_code == 0
     assert as_json(run("stage", "--json"))["stage"] == "memory"

@@ -96,20 +96,9 @@ STAGE_RULES: dict[Stage, StageRules] = {
 _ORDER: tuple[Stage, ...] = tuple(Stage)
 
 
-def transition_refusal(current: Stage, target: Stage) -> str | None:
-    """Why a move from ``current`` to ``target`` loses jobs, or None when it does not.
-
-    A move to ``memory`` from a stage where the database is the authority would leave writes
-    that exist only in the database invisible: ``memory`` is the one stage that does not read it.
-    """
-    if target is Stage.MEMORY and current.rules.db_authoritative:
-        return (f"moving from {current} to memory would hide every job that exists only in the "
-                "database")
-    return None
-
-
-def check_transition(current: Stage, target: Stage, *, force: bool) -> None:
-    """Refuse a move that `transition_refusal` names; ``force`` accepts the loss knowingly."""
-    refusal = transition_refusal(current, target)
-    if refusal is not None and not force:
-        raise StageError(f"{refusal}; pass force to do it anyway")
+def may_hide_jobs(current: Stage, target: Stage) -> bool:
+    """Whether a move can hide jobs: into a stage that does not read the database (``memory``)
+    from one that does. It hides the jobs that no live dict holds; whether there are any is a
+    fact about the running processes, not about the path that led here, so the move is
+    checked against them (`jobstore.admin.rollback_guard`), whatever the current stage."""
+    return current.rules.writes_db and not target.rules.writes_db

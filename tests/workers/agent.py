@@ -8,6 +8,8 @@ Commands (plain JSON job values):
                                                 jobs[K][F] = X, in place, never assigned back
   {"op": "get", "key": K}                       -> {"value": V} or {"error": "KeyError"}
   {"op": "keys"}                                -> {"keys": sorted(jobs)}
+  {"op": "read", "keys": [K, ...]}              reads jobs[K] for each (every job listed when
+                                                "keys" is left out) -> {"found": n, "missing": m}
   {"op": "delete", "key": K}                    del jobs[K]
   {"op": "stats"}                               -> jobs.stats()
   {"op": "wait", "key": K, "field": F, "equals": X, "limit": S}
@@ -42,6 +44,11 @@ def answer(jobs: JobStore[Any], command: dict[str, Any]) -> dict[str, Any]:
             return {"error": "KeyError"}
     if op == "keys":
         return {"keys": sorted(jobs)}
+    if op == "read":
+        wanted = command.get("keys")
+        wanted = list(jobs) if wanted is None else wanted
+        found = [k for k in wanted if jobs.get(k) is not None]
+        return {"found": len(found), "missing": len(wanted) - len(found)}
     if op == "delete":
         del jobs[key]
         return {"at": time.monotonic()}

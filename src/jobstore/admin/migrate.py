@@ -10,10 +10,11 @@ from typing import Any
 
 from .._compat import StrEnum
 from ..exceptions import StageError
-from ..stages import Stage, transition_refusal
+from ..stages import Stage, may_hide_jobs
 from .exits import ExitCode
 from .instances import POLL_S, InstanceInfo, instances
 from .outcome_log import logs_cutover, logs_stage_change
+from .rollback_guard import HiddenJobs, hidden_by_memory, log_forced
 from .target import Target, UrlLike, actor, open_target
 from .verify import DEFAULT_TIMEOUT_S, ProgressFn, VerifyProgress, VerifyResult, verify_in
 
@@ -93,6 +94,9 @@ class StageChange:
     refused: str | None = None
     barrier: BarrierResult | None = None
     jobs_in_db: int | None = None
+    hidden_jobs: int | None = None
+    """For a move into memory: the jobs in the database that no live dict held (with force,
+    those the move hid)."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -105,7 +109,7 @@ class StageChange:
         return {
             "url": self.url, "table": self.table, "previous": self.previous,
             "stage": self.stage, "changed": self.changed, "refused": self.refused,
-            "jobs_in_db": self.jobs_in_db,
+            "jobs_in_db": self.jobs_in_db, "hidden_jobs": self.hidden_jobs,
             "barrier": None if self.barrier is None else self.barrier.to_dict(),
         }
 
@@ -117,8 +121,10 @@ def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = No
     """Set the stage every process follows, then wait until the live ones run it.
 
     Refused without ``force``: ``db_only`` (use `cutover`, which verifies first), and
-    ``memory`` from a stage where the database is the authority (jobs that exist only in the
-    database would disappear from the service's view).
+    ``memory`` while the database holds jobs that no live dict holds (they would disappear
+    from the service's view: see `jobstore.admin.rollback_guard`; the live instances are
+    asked, waiting up to ``timeout`` seconds for their answers, even when ``wait`` is false
+    unless ``force`` is given too).
     """
     new = Stage.parse(stage)
     with open_target(url, table) as target:
@@ -140,7 +146,8 @@ def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str |
     """Move one stage back (or back to ``to``), then wait until the live instances run it.
 
     ``to`` must be earlier than the current stage (`StageError` otherwise). Moving to
-    ``memory`` from ``db_primary`` or ``db_only`` is refused without ``force``.
+    ``memory`` is refused without ``force`` while the database holds jobs that no live dict
+    holds, as in `set_stage`.
     """
     with open_target(url, table) as target:
         state = target.control.read_stage()
@@ -166,25 +173,26 @@ def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str |
 def _change(target: Target, current: Stage | None, new: Stage, *, force: bool, wait: bool,
             timeout: float, reason: str,
             progress: Callable[[BarrierProgress], None] | None) -> StageChange:
-    if current is not None:
-        refusal = transition_refusal(current, new)
-        if refusal is not None and not force:
-            jobs = target.rows.count()
+    hidden: HiddenJobs | None = None
+    if current is not None and may_hide_jobs(current, new):
+        # Forced and not waiting: the move is not held up to learn what it hides.
+        hidden = hidden_by_memory(target, timeout=timeout if wait or not force else 0.0)
+        if hidden.hidden and not force:
             return StageChange(
                 target.url, target.table, current.value, new.value, changed=False,
-                jobs_in_db=jobs,
-                refused=(
-                    f"{refusal}: the database holds {jobs} job(s), and from here "
-                    "jobstore cannot tell how many of them each process also holds in its "
-                    "dict (a process in memory reads only its dict); pass --force to do it "
-                    "anyway"))
+                jobs_in_db=hidden.jobs_in_db, hidden_jobs=hidden.hidden,
+                refused=hidden.refusal(current, timeout))
     changed = current is not new
     if changed:
         target.control.set_stage(new, actor(), reason)
+        if hidden is not None and hidden.hidden:
+            log_forced(target, _value(current), hidden)
     barrier = (wait_for_stage(target, new, timeout=timeout, progress=progress)
                if wait else None)
     return StageChange(target.url, target.table, _value(current), new.value, changed=changed,
-                       barrier=barrier)
+                       barrier=barrier,
+                       jobs_in_db=None if hidden is None else hidden.jobs_in_db,
+                       hidden_jobs=None if hidden is None else hidden.hidden)
 
 
 class CutoverOutcome(StrEnum):

@@ -26,7 +26,8 @@ def _moves_the_stage(command: F) -> F:
     for option in reversed((
         click.option("--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S,
                      show_default=True, metavar="S",
-                     help="Seconds to wait until every live instance runs the new stage."),
+                     help="Seconds to wait until every live instance runs the new stage "
+                          "(and, before a move into memory, for their held jobs)."),
         click.option("--no-wait", is_flag=True, help="Set the stage and return at once."),
         click.option("--json", "as_json", is_flag=True, help=JSON_HELP),
     )):
@@ -37,14 +38,16 @@ def _moves_the_stage(command: F) -> F:
 @click.command()
 @click.argument("stage", required=False, type=STAGES, metavar="[S]")
 @click.option("--force", is_flag=True,
-              help="Set db_only without cutover's checks, or memory from db_primary/db_only.")
+              help="Set db_only without cutover's checks, or memory while jobs in the "
+                   "database are in no live dict.")
 @_moves_the_stage
 def stage(stage: str | None, force: bool, timeout: float, no_wait: bool, as_json: bool) -> None:
     """Show the stage every process follows, or set it to S and wait for the live instances.
 
     S is one of memory, dual_write, shadow, db_primary, db_only. Setting db_only is refused
-    (use cutover, which verifies first) and so is memory from db_primary or db_only, unless
-    --force. Exit 0 done, 1 refused, 3 a live instance did not switch within --timeout.
+    (use cutover, which verifies first) and so is memory while the database holds jobs that
+    no live instance's dict holds (memory does not read the database), unless --force.
+    Exit 0 done, 1 refused, 3 a live instance did not switch within --timeout.
     """
     s = settings()
     if stage is None:
@@ -122,14 +125,16 @@ def cutover(yes: bool, force: bool, dry_run: bool, timeout: float, as_json: bool
 
 @click.command()
 @click.option("--to", "to", type=STAGES, metavar="S", help="Go back to S (an earlier stage).")
-@click.option("--force", is_flag=True, help="Allow memory from db_primary or db_only.")
+@click.option("--force", is_flag=True,
+              help="Allow memory while jobs in the database are in no live dict.")
 @_moves_the_stage
 def rollback(to: str | None, force: bool, timeout: float, no_wait: bool, as_json: bool) -> None:
     """Move one stage back (or back to S) and wait until the live instances run it.
 
-    Moving to memory from db_primary or db_only is refused without --force, with the number
-    of jobs in the database. Leaving db_only, the dicts start empty and fill from the
-    database. Exit 0 done, 1 refused, 2 S is not earlier, 3 an instance did not switch in time.
+    Moving to memory, from any stage, is refused without --force while the database holds
+    jobs that no live instance's dict holds, and says how many (the live instances are asked
+    which jobs they hold). Leaving db_only, the dicts start empty and fill from the database.
+    Exit 0 done, 1 refused, 2 S is not earlier, 3 an instance did not switch in time.
     """
     s = settings()
     with render.barrier_progress(timeout) as progress:

@@ -107,6 +107,10 @@ def stage_change(result: StageChange) -> None:
     else:
         out.print(f"{OK} stage of {esc(result.table)} is already "
                   f"[bold cyan]{esc(result.stage)}[/bold cyan]")
+    if result.changed and result.hidden_jobs:
+        out.print(f"{WARN} forced: {result.hidden_jobs} of the {result.jobs_in_db} job(s) in "
+                  "the database are held by no live instance that answered; the service does "
+                  "not see them in memory")
     if result.barrier is not None:
         barrier(result.barrier)
 

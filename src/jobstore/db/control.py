@@ -26,6 +26,9 @@ from .upgrade import upgrade
 COMPONENT = "jobstore"
 KEPT_VERIFY_REQUESTS = 100
 """Verify requests kept per job table (with their reports); older ones are deleted."""
+HELD_KEYS_REQUEST = "held keys: "
+"""How ``requested_by`` of a request begins when it asks each instance which keys it holds
+(`jobstore.held_keys`) rather than for a verify."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,27 @@ class ControlPlane:
                 "request_id": request_id, "instance_id": instance_id, "reported_at": utcnow(),
                 "report": json.dumps(report),
             })
+
+    def request_held_keys(self, requested_by: str) -> int:
+        """A request that each live instance answers with the keys it holds."""
+        return self.request_verify(HELD_KEYS_REQUEST + requested_by)
+
+    def asking_held_keys(self, request_ids: list[int]) -> set[int]:
+        """Those of ``request_ids`` that ask which keys an instance holds."""
+        if not request_ids:
+            return set()
+        r = self.schema.verify_requests
+        with self.engine.connect() as conn:
+            return {int(x) for x in conn.execute(select(r.c.id).where(
+                r.c.id.in_(request_ids),
+                r.c.requested_by.startswith(HELD_KEYS_REQUEST, autoescape=True))).scalars()}
+
+    def forget_request(self, request_id: int) -> None:
+        """Delete a request and its reports once read (held keys: as large as the dicts)."""
+        r, rep = self.schema.verify_requests, self.schema.verify_reports
+        with self.engine.connect() as conn, write_transaction(conn, self._begin):
+            conn.execute(delete(rep).where(rep.c.request_id == request_id))
+            conn.execute(delete(r).where(r.c.id == request_id))
 
     def reports(self, request_id: int) -> dict[str, dict[str, Any]]:
         rep = self.schema.verify_reports

@@ -25,6 +25,7 @@ from .circuit import attempts_of, database_back
 from .drain import drain_queue
 from .flush import write_back
 from .follow import StageFollower
+from .held import answer_held_keys
 from .key_text import text_report
 from .parts import Parts
 
@@ -126,7 +127,8 @@ class Sync:
 
     def _answer_verify_requests(self) -> None:
         parts = self.parts
-        for request_id in parts.control.requests_after(self._last_request):
+        requests = parts.control.requests_after(self._last_request)
+        for request_id in answer_held_keys(parts, requests):
             report = text_report(verify(parts))
             parts.control.submit_report(request_id, parts.instance_id, report.to_dict())
             self._last_request = request_id
@@ -135,3 +137,4 @@ class Sync:
                  "job(s) checked, %(drifts)d drift(s)", table=parts.table,
                  request_id=request_id, checked=report.checked, drifts=len(report.drifts),
                  instance_id=parts.instance_id)
+        self._last_request = max([self._last_request, *requests])
