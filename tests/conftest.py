@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from jobstore import JobStore, StoreUnavailableError
+from workers.pg_cluster import PgCluster, unavailable_reason
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -145,3 +146,28 @@ def make_store(db_url: str, table_name: str) -> Iterator[Callable[..., JobStore[
         # internal: a closed store leaves no connection of its own engine's pool checked out
         checked_out = store._engine.pool.checkedout()  # type: ignore[attr-defined]
         assert checked_out == 0, f"{store!r} left {checked_out} connection(s) checked out"
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[PgCluster]:
+    """A private PostgreSQL server, running; stopped and deleted after the module."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"CI needs a private PostgreSQL server and cannot make one: {reason}")
+        pytest.skip(f"cannot make a private PostgreSQL server: {reason}")
+    cluster = PgCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def running_pg(own_pg: PgCluster) -> PgCluster:
+    """The private server, started again if an earlier test left it stopped."""
+    if not own_pg.is_running():
+        own_pg.start()
+    return own_pg

@@ -19,11 +19,10 @@ import pytest
 
 from jobstore import JobStore, Stage, StoreUnavailableError
 from jobstore.db.engine import QUICK_TIMEOUT_S
-from test_outage import RECOVERY_S, own_pg, rows_of, running_pg, table
+from test_outage import RECOVERY_S, rows_of, table
 from workers.pg_cluster import PgCluster, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-__all__ = ["own_pg", "running_pg"]  # test_outage's fixtures, used here too
 
 BOUND_S = 2.0
 """docs/databases.md: the longest a dict-first call waits on a dead or frozen server. A call that

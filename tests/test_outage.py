@@ -11,13 +11,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import IN_CI, listings_that_answer
+from conftest import listings_that_answer
 from jobstore import JobStore, Stage, StoreUnavailableError
 from jobstore.db.engine import (
     CONNECT_TIMEOUT_S,
@@ -25,7 +24,7 @@ from jobstore.db.engine import (
     STATEMENT_TIMEOUT_S,
     create_store_engine,
 )
-from workers.pg_cluster import PgCluster, unavailable_reason, wait_until
+from workers.pg_cluster import PgCluster, wait_until
 from workers.pg_service import ServiceProcess
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -33,31 +32,6 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 DOCUMENTED_BOUND_S = CONNECT_TIMEOUT_S + STATEMENT_TIMEOUT_S + REPLY_GRACE_S
 """docs/databases.md: the longest a caller waits for an error when the server is dead."""
 RECOVERY_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def own_pg() -> Iterator[PgCluster]:
-    """A private PostgreSQL server, running; stopped and deleted after the module."""
-    reason = unavailable_reason()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"CI needs a private PostgreSQL server and cannot make one: {reason}")
-        pytest.skip(f"cannot make a private PostgreSQL server: {reason}")
-    cluster = PgCluster()
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
-def running_pg(own_pg: PgCluster) -> PgCluster:
-    """The private server, started again if an earlier test left it stopped."""
-    if not own_pg.is_running():
-        own_pg.start()
-    return own_pg
 
 
 def rows_of(url: str, table: str) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from _refusal import REASON, refusing
-from conftest import IN_CI, SERVER_URLS, backend_url, require_backend
+from conftest import SERVER_URLS, backend_url, require_backend
 from jobstore import JobStore, StoreUnavailableError, WriteRefusedError
 from jobstore.db.refusal import refuses_value
-from workers.pg_cluster import PgCluster, unavailable_reason
+from workers.pg_cluster import PgCluster
 
 Store = Callable[..., JobStore[Any]]
 SQLITE_LIMIT_LENGTH = 0
@@ -266,24 +266,13 @@ def test_a_timeout_or_a_read_only_server_is_not_a_refusal(
         assert not refuses_value(error), f"{statements[-1]}: {error.orig!r}"
 
 
-def test_a_stopped_postgresql_server_is_not_a_refusal() -> None:
+def test_a_stopped_postgresql_server_is_not_a_refusal(running_pg: PgCluster) -> None:
     """The store's own private server, stopped under it: `StoreUnavailableError`, as
     before."""
-    reason = unavailable_reason()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"CI needs a private PostgreSQL server and cannot make one: {reason}")
-        pytest.skip(f"cannot make a private PostgreSQL server: {reason}")
-    cluster = PgCluster()
-    try:
-        cluster.init()
-        cluster.start()
-        with JobStore(cluster.url, table="jobs", stage="db_only") as jobs:
-            jobs["a"] = {"n": 0}
-            cluster.stop("immediate")
-            with pytest.raises(StoreUnavailableError) as failed:
-                jobs["a"] = {"n": 1}
-            assert not isinstance(failed.value, WriteRefusedError)
-            assert not refuses_value(cause(failed.value))
-    finally:
-        cluster.close()
+    with JobStore(running_pg.url, table="jobs", stage="db_only") as jobs:
+        jobs["a"] = {"n": 0}
+        running_pg.stop("immediate")
+        with pytest.raises(StoreUnavailableError) as failed:
+            jobs["a"] = {"n": 1}
+        assert not isinstance(failed.value, WriteRefusedError)
+        assert not refuses_value(cause(failed.value))
