@@ -30,6 +30,9 @@ def test_old_verify_requests_and_their_reports_are_pruned_as_new_ones_arrive(
         assert kept == KEPT_VERIFY_REQUESTS
         assert first_reports == 0
         assert control.latest_request() == latest
-        assert control.requests_after(latest - 3) == [latest - 2, latest - 1, latest]
+        assert control.newest_requests_after(latest - 3) == (latest, None)
+        assert control.newest_requests_after(latest) == (None, None)
+        held = control.request_held_keys("test")
+        assert control.newest_requests_after(latest - 3) == (latest, held)
     finally:
         engine.dispose()

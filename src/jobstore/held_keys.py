@@ -10,6 +10,7 @@ beyond the answer rows.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,16 @@ class HeldKeys:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": KIND, "instance_id": self.instance_id, "stage": self.stage,
                 "keys": sorted(self.keys)}
+
+    @classmethod
+    def from_json(cls, text: str) -> HeldKeys | None:
+        """The answer as an instance wrote it into the control plane, or None for a row that
+        is not one (not JSON, or not this answer's shape)."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            return None
+        return cls.from_dict(data) if isinstance(data, dict) else None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeldKeys | None:

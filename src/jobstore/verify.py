@@ -7,6 +7,7 @@ plane), so each type here has ``to_dict`` and ``from_dict``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,19 @@ class VerifyReport:
             failed_writes=data.get("failed_writes", 0), source=data.get("source", "process"),
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def parse_report(text: str) -> VerifyReport:
+    """A report as an instance wrote it into the control plane; `ValueError` saying what is
+    wrong when the row is not one (not JSON, or not a report's shape)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    try:
+        return VerifyReport.from_dict(data)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a verify report ({type(exc).__name__}: {exc})") from None
 
 
 def diff_documents(memory: Any, db: Any, path: str = "") -> list[FieldDiff]:

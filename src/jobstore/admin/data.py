@@ -12,6 +12,7 @@ from typing import IO, Any
 from sqlalchemy import inspect
 
 from ..codec import read_document, status_of
+from ..db.control import InvalidStageRow
 from ..db.jobs import JobRow
 from ..db.schema import KEY_MAX
 from ..exceptions import DecodeError, JobStoreError
@@ -20,6 +21,7 @@ from ..stages import Stage
 from ..timefmt import parse_time
 from .exits import ExitCode
 from .inspect import row_to_dict
+from .repair import repair_stage
 from .target import UrlLike, open_target, writer_id
 
 
@@ -32,6 +34,8 @@ class InitResult:
     """True when this call set the stage; False when the table already had one."""
     created: tuple[str, ...]
     """The tables this call created (empty when everything existed)."""
+    repaired: str | None = None
+    """What the control row held when it held no valid stage, and what `init` wrote."""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -39,29 +43,40 @@ class InitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url, "table": self.table, "stage": self.stage,
-                "seeded": self.seeded, "created": list(self.created)}
+                "seeded": self.seeded, "created": list(self.created),
+                "repaired": self.repaired}
 
 
 def init(url: UrlLike = None, *, table: str | None = None,
-         stage: Stage | str = Stage.DUAL_WRITE) -> InitResult:
-    """Create the job table, its history and the control tables; seed the stage.
+         stage: Stage | str | None = None) -> InitResult:
+    """Create the job table, its history and the control tables; seed the stage (``stage``,
+    else dual_write).
 
     Idempotent: existing tables are kept, and an existing stage is left as it is (change it
-    with `set_stage`).
+    with `set_stage`). A control row that holds no valid stage is repaired
+    (`jobstore.admin.repair`).
     """
-    seed = Stage.parse(stage)
+    asked = None if stage is None else Stage.parse(stage)
+    seed = asked or Stage.DUAL_WRITE
     with open_target(url, table, create=True) as target:
         before = set(inspect(target.engine).get_table_names())
         had_stage = (target.schema.control.name in before
-                     and target.control.read_stage() is not None)
+                     and target.control.stage_row_exists())
         target.control.ensure(seed)
         after = set(inspect(target.engine).get_table_names())
-        state = target.control.read_stage()
+        repaired = None
+        try:
+            state = target.control.read_stage()
+        except InvalidStageRow as exc:
+            state, repaired = None, repair_stage(target, asked, exc)
         wanted = [t.name for t in target.schema.metadata.sorted_tables]
         return InitResult(
             url=target.url, table=target.table,
-            stage=state.stage.value if state else seed.value, seeded=not had_stage,
+            stage=(state.stage.value if state else repaired[0].value if repaired
+                   else seed.value),
+            seeded=not had_stage,
             created=tuple(t for t in wanted if t in after and t not in before),
+            repaired=None if repaired is None else repaired[1],
         )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..codec import read_document
+from ..db.control import InvalidStageRow
 from ..db.integrity import sqlite_damage
 from ..db.jobs import JobEvent, JobRow
 from ..exceptions import DecodeError, StoreUnavailableError
@@ -36,6 +37,8 @@ class StatusResult:
     instances: tuple[InstanceInfo, ...]
     journals: tuple[JournalFile, ...] = ()
     """Queue journals on this host holding writes the database has not taken yet."""
+    stage_invalid: str | None = None
+    """Why the control row holds no valid stage (``stage`` is None then), with the repair."""
 
     @property
     def live(self) -> tuple[InstanceInfo, ...]:
@@ -53,7 +56,8 @@ class StatusResult:
         return {
             "url": self.url, "table": self.table, "stage": self.stage,
             "stage_changed_at": json_time(self.changed_at), "stage_changed_by": self.changed_by,
-            "stage_reason": self.reason, "jobs": self.jobs,
+            "stage_reason": self.reason, "stage_invalid": self.stage_invalid,
+            "jobs": self.jobs,
             "jobs_by_status": self.jobs_by_status,
             "live_instances": len(self.live), "stale_instances": len(self.stale),
             "instances": [i.to_dict() for i in self.instances],
@@ -73,20 +77,26 @@ def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
             raise StoreUnavailableError(
                 f"the SQLite database at {target.url} is damaged: {target.scrub(damage)} "
                 "(PRAGMA quick_check); restore it from a backup")
-        state = target.control.read_stage()
+        invalid: InvalidStageRow | None = None
+        try:
+            state = target.control.read_stage()
+        except InvalidStageRow as exc:
+            state, invalid = None, exc
         by_status = target.rows.count_by_status()
         found = instances(target)
         return StatusResult(
             url=target.url, table=target.table,
             stage=state.stage.value if state else None,
             changed_at=as_utc(state.changed_at) if state else None,
-            changed_by=state.changed_by if state else None,
+            changed_by=(state.changed_by if state
+                        else invalid.changed_by if invalid else None),
             reason=state.reason if state else None,
             jobs=sum(by_status.values()),
             jobs_by_status={("(none)" if k is None else k): v
                             for k, v in sorted(by_status.items(), key=lambda kv: -kv[1])},
             instances=tuple(found),
             journals=tuple(journal_files(target.engine.url, target.table)),
+            stage_invalid=None if invalid is None else target.scrub(str(invalid)),
         )
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from ..db.control import Heartbeat
-from ..timefmt import utcnow
+from ..db.heartbeat import Heartbeat
+from ..timefmt import json_time, utcnow
 from .target import Target
 
 STALE_AFTER_INTERVALS = 3
@@ -26,6 +26,8 @@ class InstanceInfo(Heartbeat):
 
     heartbeat_age_s: float
     live: bool
+    malformed: tuple[str, ...] = ()
+    """What in the heartbeat row could not be read (each such field shows a fallback)."""
 
     @property
     def name(self) -> str:
@@ -42,7 +44,11 @@ class InstanceInfo(Heartbeat):
             "sync_interval": self.sync_interval, "memory_items": self.memory_items,
             "tracked_items": self.tracked_items, "queued_writes": self.queued_writes,
             "failed_writes": self.failed_writes, "shadow_mismatches": self.shadow_mismatches,
-            "last_error": self.last_error,
+            "shadow_checks": self.shadow_checks,
+            "recent_shadow_mismatches": self.recent_shadow_mismatches,
+            "recent_shadow_checks": self.recent_shadow_checks,
+            "last_error": self.last_error, "last_error_at": json_time(self.last_error_at),
+            "malformed": list(self.malformed),
         }
 
 
@@ -54,7 +60,7 @@ def instances(target: Target, now: datetime | None = None) -> list[InstanceInfo]
     """Every instance of this table with a heartbeat row, live ones first."""
     now = now or utcnow()
     found = []
-    for beat in map(Heartbeat.from_row, target.control.instances()):
+    for beat, malformed in map(Heartbeat.read, target.control.instances()):
         age = (now - beat.heartbeat_at).total_seconds()
         if beat.heartbeat_at.microsecond == 0:
             # A column made before MySQL/MariaDB kept microseconds holds whole seconds: the
@@ -63,6 +69,7 @@ def instances(target: Target, now: datetime | None = None) -> list[InstanceInfo]
         values = {f.name: getattr(beat, f.name) for f in fields(Heartbeat)}
         values["last_error"] = target.scrub(beat.last_error) if beat.last_error else None
         found.append(InstanceInfo(**values, heartbeat_age_s=max(age, 0.0),
-                                  live=age < stale_after(beat.sync_interval)))
+                                  live=age < stale_after(beat.sync_interval),
+                                  malformed=malformed))
     found.sort(key=lambda i: (not i.live, i.host, i.pid, i.instance_id))
     return found

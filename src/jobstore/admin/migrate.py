@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._compat import StrEnum
+from ..db.control import InvalidStageRow
 from ..exceptions import StageError
 from ..stages import Stage, may_hide_jobs
 from .exits import ExitCode
@@ -128,7 +129,18 @@ def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = No
     """
     new = Stage.parse(stage)
     with open_target(url, table) as target:
-        state = target.control.read_stage()
+        try:
+            state = target.control.read_stage()
+        except InvalidStageRow as exc:
+            # Which stage the fleet leaves is unknown, so the checks of a move cannot run.
+            if not force:
+                return StageChange(target.url, target.table, exc.value, new.value,
+                                   changed=False, refused=f"{exc}; `jobstore status` shows "
+                                                          "the stage each instance runs")
+            return replace(_change(target, None, new, force=force, wait=wait,
+                                   timeout=timeout, reason=f"jobstore stage {new.value} "
+                                   f"--force over an invalid row ({exc.value})",
+                                   progress=progress), previous=exc.value)
         current = state.stage if state else None
         if new is Stage.DB_ONLY and current is not Stage.DB_ONLY and not force:
             return StageChange(
@@ -322,6 +334,9 @@ def _refusals(live: list[InstanceInfo], checked: VerifyResult | None,
     if pinned:
         reasons.append("pinned by JOBSTORE_STAGE, will not follow: " + _names(
             [f"{i.name} ({i.pinned})" for i in pinned]))
+    if checked is not None and checked.malformed:
+        reasons.append(f"{len(checked.malformed)} verify answer(s) are not reports: "
+                       f"{_names([m.instance_id for m in checked.malformed])}")
     unverified = bool(checked is not None and checked.unanswered)
     if checked is not None and checked.unanswered:
         reasons.append(f"{len(checked.unanswered)} live instance(s) did not answer verify "

@@ -93,8 +93,8 @@ def _ask_held_keys(target: Target, timeout: float
     answers: dict[str, HeldKeys | None] = {}
     try:
         while True:
-            answers = {k: HeldKeys.from_dict(doc)
-                       for k, doc in target.control.reports(request_id).items()}
+            answers = {k: HeldKeys.from_json(text) for k, text in
+                       target.control.reports(request_id, held_keys=True).items()}
             live = {i.instance_id for i in instances(target) if i.live}
             waiting = [k for k in expected if k not in answers and k in live]
             elapsed = time.monotonic() - started

@@ -12,10 +12,11 @@ from typing import Any
 
 from ..codec import read_document
 from ..db.jobs import key_batches
+from ..db.row_values import MAX_ERROR_CHARS, cut
 from ..exceptions import DecodeError, JobStoreError
 from ..snapshot import read_dump
 from ..timefmt import as_utc, utcnow
-from ..verify import Drift, DriftKind, VerifyReport, diff_documents
+from ..verify import Drift, DriftKind, VerifyReport, diff_documents, parse_report
 from .exits import ExitCode
 from .instances import POLL_S, InstanceInfo, instances
 from .target import Target, UrlLike, actor, open_target
@@ -46,6 +47,18 @@ class InstanceDrift:
 
 
 @dataclass(frozen=True)
+class MalformedReport:
+    """An answer row that is not a report (written by hand, or damaged): shown, never
+    trusted; the verdict cannot be "consistent" while one stands."""
+
+    instance_id: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     """Every answering instance's report, merged; who did not answer; and the verdict.
 
@@ -65,6 +78,7 @@ class VerifyResult:
     """Instances that stopped beating while we waited (they died or hang); not waited for."""
     elapsed_s: float = 0.0
     snapshot: str | None = None
+    malformed: tuple[MalformedReport, ...] = ()
 
     @property
     def drifts(self) -> tuple[InstanceDrift, ...]:
@@ -84,7 +98,7 @@ class VerifyResult:
 
     @property
     def consistent(self) -> bool:
-        return self.complete and not self.drifts
+        return self.complete and not self.drifts and not self.malformed
 
     @property
     def queued_writes(self) -> int:
@@ -96,8 +110,9 @@ class VerifyResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """DRIFT when a drift was found, else TIMEOUT when not everyone answered, else OK."""
-        if self.drifts:
+        """DRIFT when a drift (or an answer that is not a report) was found, else TIMEOUT
+        when not everyone answered, else OK."""
+        if self.drifts or self.malformed:
             return ExitCode.DRIFT
         return ExitCode.OK if self.complete else ExitCode.TIMEOUT
 
@@ -112,6 +127,7 @@ class VerifyResult:
             "reports": [_report_summary(r) for r in self.reports],
             "unanswered": [i.to_dict() for i in self.unanswered],
             "lost": [i.to_dict() for i in self.lost],
+            "malformed": [m.to_dict() for m in self.malformed],
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -147,7 +163,7 @@ def verify_in(target: Target, *, timeout: float, progress: ProgressFn | None = N
     expected = {i.instance_id: i for i in instances(target)
                 if i.live and i.started_at <= requested_at}
     lost: dict[str, InstanceInfo] = {}
-    answers: dict[str, dict[str, Any]] = {}
+    answers: dict[str, str] = {}
     while True:
         answers = target.control.reports(request_id)
         elapsed = time.monotonic() - started
@@ -165,13 +181,27 @@ def verify_in(target: Target, *, timeout: float, progress: ProgressFn | None = N
         if not waiting or elapsed >= timeout:
             break
         time.sleep(min(POLL_S, max(timeout - elapsed, 0.0)))
-    reports = tuple(VerifyReport.from_dict(answers[i]) for i in sorted(answers))
+    reports, malformed = _read_answers(answers)
     return VerifyResult(
         url=target.url, table=target.table, source="instances", request_id=request_id,
         reports=reports,
         unanswered=tuple(expected[i] for i in waiting),
         lost=tuple(lost.values()), elapsed_s=time.monotonic() - started,
+        malformed=malformed,
     )
+
+
+def _read_answers(answers: dict[str, str]
+                  ) -> tuple[tuple[VerifyReport, ...], tuple[MalformedReport, ...]]:
+    reports: list[VerifyReport] = []
+    malformed: list[MalformedReport] = []
+    for instance_id in sorted(answers):
+        try:
+            reports.append(parse_report(answers[instance_id]))
+        except ValueError as exc:
+            malformed.append(MalformedReport(cut(instance_id, 64),
+                                             cut(str(exc), MAX_ERROR_CHARS)))
+    return tuple(reports), tuple(malformed)
 
 
 def verify_snapshot(file: str | os.PathLike[str], url: UrlLike = None, *,

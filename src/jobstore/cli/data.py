@@ -15,17 +15,20 @@ JSON_HELP = "Print one JSON document on stdout instead of text."
 
 
 @click.command()
-@click.option("--stage", type=click.Choice([s.value for s in Stage]), default="dual_write",
-              show_default=True, metavar="S",
-              help="The stage to start in, when the table has none yet.")
+@click.option("--stage", type=click.Choice([s.value for s in Stage]), default=None,
+              metavar="S",
+              help="The stage to start in, when the table has none yet (default dual_write); "
+                   "the stage to repair an invalid control row to.")
 @click.option("--sql", "as_sql", is_flag=True,
               help="Print the CREATE statements for the URL's database instead of running "
                    "them (nothing is connected to).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def init(stage: str, as_sql: bool, as_json: bool) -> None:
+def init(stage: str | None, as_sql: bool, as_json: bool) -> None:
     """Create the job table, its history and the control tables (idempotent).
 
-    An SQLite file is created (mode 0600) if missing. An existing stage is left as it is.
+    An SQLite file is created (mode 0600) if missing. An existing stage is left as it is; a
+    control row that holds no valid stage is repaired: to --stage if given, else to the stage
+    every live instance runs, else dual_write.
     With --sql, print the DDL for a DBA to run instead. Exit 0.
     """
     s = settings()

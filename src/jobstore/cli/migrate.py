@@ -55,7 +55,8 @@ def stage(stage: str | None, force: bool, timeout: float, no_wait: bool, as_json
         if as_json:
             render.emit_json({"table": current.table, "stage": current.stage,
                               "changed_at": json_time(current.changed_at),
-                              "changed_by": current.changed_by, "reason": current.reason})
+                              "changed_by": current.changed_by, "reason": current.reason,
+                              "stage_invalid": current.stage_invalid})
         else:
             render.stage_only(current)
         finish(ExitCode.OK)

@@ -86,7 +86,8 @@ def when(value: datetime | None) -> str:
 def stage_only(result: StatusResult) -> None:
     out = stdout()
     if result.stage is None:
-        out.print(f"{WARN} no stage set for table {esc(result.table)}: run `jobstore init`")
+        out.print(f"{WARN} {esc(result.stage_invalid)}" if result.stage_invalid else
+                  f"{WARN} no stage set for table {esc(result.table)}: run `jobstore init`")
         return
     out.print(f"[bold cyan]{esc(result.stage)}[/bold cyan]  (table {esc(result.table)}, set "
               f"{when(result.changed_at)} by {esc(result.changed_by)})")
@@ -154,6 +155,8 @@ def verify(result: VerifyResult) -> None:
                   f"{age(i.heartbeat_age_s)} ago)")
     for i in result.lost:
         out.print(f"{WARN} {esc(i.name)} stopped beating before it answered")
+    for m in result.malformed:
+        out.print(f"{BAD} the answer of {esc(m.instance_id)} is malformed: {esc(m.reason)}")
     for report in result.reports:
         if report.queued_writes or report.failed_writes:
             out.print(f"{WARN} {esc(report.instance_id)}: {report.queued_writes} write(s) "
@@ -331,7 +334,9 @@ def init(result: InitResult) -> None:
     out = stdout()
     made = ", ".join(result.created) if result.created else "none (all existed)"
     out.print(f"{OK} table {esc(result.table)} at {esc(result.url)}; tables created: {esc(made)}")
-    if result.seeded:
+    if result.repaired:
+        out.print(f"{OK} stage repaired: {esc(result.repaired)}")
+    elif result.seeded:
         out.print(f"{OK} stage set to [bold cyan]{esc(result.stage)}[/bold cyan]")
     else:
         out.print(f"  the stage was already [bold cyan]{esc(result.stage)}[/bold cyan] and "

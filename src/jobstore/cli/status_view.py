@@ -5,13 +5,26 @@ from __future__ import annotations
 from rich.table import Table
 
 from ..admin import InstanceInfo, StatusResult
+from ..db.heartbeat import RECENT_WINDOW_S
 from .render import WARN, age, esc, stdout, when
+
+SHADOW_STAGE = "shadow"
+"""Compared reads that disagreed, of those made, since the instance's stage began..."""
+SHADOW_RECENT = f"{RECENT_WINDOW_S / 60:g} min"
+"""...and over the recent window, whatever the stage."""
+CAPTION = (f"{SHADOW_STAGE}: compared reads that disagreed/all compared, in the instance's "
+           f"stage; {SHADOW_RECENT}: the same, whatever the stage")
+TABLE_ERROR_CHARS = 80
+"""The most of an instance's last error the table shows (``--json`` has up to 500)."""
+
 
 
 def status(result: StatusResult) -> None:
     out = stdout()
     out.print(f"[bold]table[/bold]  {esc(result.table)} at {esc(result.url)}")
-    if result.stage is None:
+    if result.stage_invalid is not None:
+        out.print(f"[bold]stage[/bold]  {WARN} {esc(result.stage_invalid)}")
+    elif result.stage is None:
         out.print(f"[bold]stage[/bold]  {WARN} none set: run `jobstore init`")
     else:
         why = f": {esc(result.reason)}" if result.reason else ""
@@ -29,6 +42,10 @@ def status(result: StatusResult) -> None:
         out.print(instance_table(
             f"Stale instances ({len(stale)}): no heartbeat lately; figures as of their last",
             stale, None, dim=True))
+    for i in result.instances:
+        if i.malformed:
+            out.print(f"{WARN} the heartbeat row of {esc(i.name)} ({esc(i.instance_id)}) is "
+                      f"malformed, shown with fallbacks: {esc('; '.join(i.malformed))}")
     for journal in result.journals:
         whose = ("held by an open store" if journal.held
                  else "no open store holds it: the next one opened on this database replays it")
@@ -38,11 +55,13 @@ def status(result: StatusResult) -> None:
 
 def instance_table(title: str, items: tuple[InstanceInfo, ...], stage: str | None,
                    dim: bool = False) -> Table:
-    table = Table(title=title, title_justify="left", style="dim" if dim else "")
+    table = Table(title=title, title_justify="left", style="dim" if dim else "",
+                  caption=None if dim else CAPTION, caption_justify="left")
     for name in ("host", "pid", "stage", "heartbeat", "dict", "queued", "failed",
-                 "mismatches", "last error"):
+                 SHADOW_STAGE, SHADOW_RECENT, "last error"):
         table.add_column(name, justify="right" if name in (
-            "pid", "dict", "queued", "failed", "mismatches") else "left", overflow="fold")
+            "pid", "dict", "queued", "failed", SHADOW_STAGE, SHADOW_RECENT) else "left",
+            overflow="fold")
     for i in items:
         running = esc(i.stage)
         if i.pinned:
@@ -52,9 +71,24 @@ def instance_table(title: str, items: tuple[InstanceInfo, ...], stage: str | Non
         table.add_row(
             esc(i.host), str(i.pid), running, f"{age(i.heartbeat_age_s)} ago",
             str(i.memory_items), _red_if(i.queued_writes), _red_if(i.failed_writes),
-            _red_if(i.shadow_mismatches), esc(i.last_error or ""),
+            _shadow(i.shadow_mismatches, i.shadow_checks),
+            _shadow(i.recent_shadow_mismatches, i.recent_shadow_checks), _error(i),
         )
     return table
+
+
+def _shadow(mismatches: int, checks: int) -> str:
+    return f"{_red_if(mismatches)}/{checks}"
+
+
+def _error(i: InstanceInfo) -> str:
+    if not i.last_error:
+        return ""
+    at = "" if i.last_error_at is None else f" [dim]({when(i.last_error_at)})[/dim]"
+    shown = i.last_error
+    if len(shown) > TABLE_ERROR_CHARS:
+        shown = shown[:TABLE_ERROR_CHARS - 1] + "…"
+    return esc(shown) + at
 
 
 def _red_if(count: int) -> str:

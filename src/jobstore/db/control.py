@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import NullType
 
-from ..exceptions import JobStoreError
+from ..exceptions import JobStoreError, StageError
 from ..stages import Stage
-from ..timefmt import as_utc, utcnow
+from ..timefmt import utcnow
+from . import row_values as rv
 from .engine import begin_statement, write_transaction
+from .heartbeat import TIME_COLUMNS, Heartbeat
 from .schema import OLDEST_READER, SCHEMA_VERSION, Schema, create_schema
 from .upgrade import upgrade
 
@@ -39,39 +52,26 @@ class StageState:
     reason: str | None
 
 
-@dataclass(frozen=True)
-class Heartbeat:
-    """What one running store reports about itself every round of its loop."""
+class InvalidStageRow(StageError):
+    """The control row holds no stage this release knows (a hand-made ``UPDATE``, a typo, a
+    newer release's stage): running stores keep the stage they run, new ones open in their
+    seed stage, and ``jobstore stage S --force`` or ``jobstore init`` repairs it."""
 
-    instance_id: str
-    host: str
-    pid: int
-    stage: str
-    pinned: str | None
-    started_at: datetime
-    heartbeat_at: datetime
-    sync_interval: float
-    memory_items: int
-    tracked_items: int
-    queued_writes: int
-    failed_writes: int
-    shadow_mismatches: int
-    last_error: str | None
+    def __init__(self, table: str, value: object, changed_at: object, changed_by: object,
+                 why: str) -> None:
+        self.value = rv.cut(str(value), 64)
+        self.changed_at = changed_at if isinstance(changed_at, datetime) else None
+        self.changed_by = rv.cut(str(changed_by), 128)
+        super().__init__(
+            f"the control row of table {table!r} is invalid: {why} (set by "
+            f"{self.changed_by}); set a valid stage with `jobstore stage S --force` or "
+            "`jobstore init`")
 
-    def as_row(self, job_table: str) -> dict[str, Any]:
-        row = {f.name: getattr(self, f.name) for f in fields(Heartbeat)}
-        row["job_table"] = job_table
-        row["sync_interval"] = repr(self.sync_interval)
-        return row
 
-    @staticmethod
-    def from_row(row: Mapping[Any, Any]) -> Heartbeat:
-        """A heartbeat read back: times in UTC, the interval (stored as text) a number."""
-        values = {f.name: row[f.name] for f in fields(Heartbeat)}
-        values.update(started_at=as_utc(row["started_at"]),
-                      heartbeat_at=as_utc(row["heartbeat_at"]),
-                      sync_interval=float(row["sync_interval"]))
-        return Heartbeat(**values)
+def _raw(column: Column[Any]) -> Any:
+    """A column read as the driver returns it, without SQLAlchemy's conversion (a time
+    column of SQLite holds text, and a hand-written one would raise while being fetched)."""
+    return type_coerce(column, NullType()).label(column.name)
 
 
 class ControlPlane:
@@ -83,9 +83,8 @@ class ControlPlane:
         self.job_table = schema.name
         self._begin = begin_statement(engine)
         c = schema.control
-        self._read_stage = select(c.c.stage, c.c.changed_at, c.c.changed_by, c.c.reason).where(
-            c.c.job_table == bindparam("job_table")
-        )
+        self._read_stage = select(c.c.stage, _raw(c.c.changed_at), c.c.changed_by,
+                                  c.c.reason).where(c.c.job_table == bindparam("job_table"))
         i = schema.instances
         self._update_heartbeat = (
             update(i).where(i.c.instance_id == bindparam("b_instance_id"))
@@ -116,7 +115,7 @@ class ControlPlane:
                 )
             upgrade(self.engine, self.schema)
             self._record_layout(conn)
-            if self.read_stage() is None:
+            if self._stage_row() is None:
                 _insert_ignoring_race(conn, insert(self.schema.control), {
                     "job_table": self.job_table, "stage": seed_stage.value,
                     "changed_at": utcnow(), "changed_by": "init", "reason": "seeded",
@@ -143,12 +142,34 @@ class ControlPlane:
             return conn.execute(select(versions.c.version).where(
                 versions.c.component == f"layout:{self.job_table}")).scalar()
 
-    def read_stage(self) -> StageState | None:
+    def _stage_row(self) -> Any:
         with self.engine.connect() as conn:
-            row = conn.execute(self._read_stage, {"job_table": self.job_table}).first()
+            return conn.execute(self._read_stage, {"job_table": self.job_table}).first()
+
+    def stage_row_exists(self) -> bool:
+        """Whether the stage row was seeded, valid or not."""
+        return self._stage_row() is not None
+
+    def read_stage(self) -> StageState | None:
+        """The stage row, or None before one is seeded; `InvalidStageRow` when it holds no
+        stage this release knows, or a time that is not one."""
+        row = self._stage_row()
         if row is None:
             return None
-        return StageState(Stage.parse(row[0]), row[1], row[2], row[3])
+        value, changed_at, changed_by, reason = row
+        try:
+            stage = Stage(value)
+        except ValueError:
+            raise InvalidStageRow(self.job_table, value, changed_at, changed_by,
+                                  f"{rv.shown(value)} is not a stage (one of "
+                                  f"{', '.join(s.value for s in Stage)})") from None
+        try:
+            at = rv.moment(changed_at)
+        except ValueError as exc:
+            raise InvalidStageRow(self.job_table, value, None, changed_by,
+                                  f"changed_at {exc}") from None
+        return StageState(stage, at, rv.cut(str(changed_by), 128),
+                          None if reason is None else rv.cut(str(reason), 255))
 
     def set_stage(self, stage: Stage, changed_by: str, reason: str | None = None) -> None:
         c = self.schema.control
@@ -180,9 +201,11 @@ class ControlPlane:
         """The heartbeat row of every instance of this job table, by host and pid (read one
         as a `Heartbeat` with `Heartbeat.from_row`)."""
         i = self.schema.instances
+        columns = [_raw(c) if c.name in TIME_COLUMNS else c for c in i.columns]
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(i).where(i.c.job_table == self.job_table).order_by(i.c.host, i.c.pid)
+                select(*columns).where(i.c.job_table == self.job_table)
+                .order_by(i.c.host, i.c.pid)
             ).mappings().all()
         return [dict(row) for row in rows]
 
@@ -217,12 +240,19 @@ class ControlPlane:
                 select(func.max(r.c.id)).where(r.c.job_table == self.job_table)).scalar()
         return int(found or 0)
 
-    def requests_after(self, request_id: int) -> list[int]:
+    def newest_requests_after(self, request_id: int) -> tuple[int | None, int | None]:
+        """The newest verify request and the newest held-keys request after ``request_id``
+        (None where there is none). Only those are answered: an answer made for one is made
+        after every request of its kind before it, so it answers them too (`reports`), and a
+        thousand requests at once cost one round."""
         r = self.schema.verify_requests
+        held = _held_keys(r)
         with self.engine.connect() as conn:
-            return [int(x) for x in conn.execute(
-                select(r.c.id).where(r.c.job_table == self.job_table, r.c.id > request_id)
-                .order_by(r.c.id)).scalars()]
+            verify_id, held_id = conn.execute(
+                select(func.max(case((~held, r.c.id))), func.max(case((held, r.c.id))))
+                .where(r.c.job_table == self.job_table, r.c.id > request_id)).one()
+        return (None if verify_id is None else int(verify_id),
+                None if held_id is None else int(held_id))
 
     def submit_report(self, request_id: int, instance_id: str, report: dict[str, Any]) -> None:
         rep = self.schema.verify_reports
@@ -236,16 +266,6 @@ class ControlPlane:
         """A request that each live instance answers with the keys it holds."""
         return self.request_verify(HELD_KEYS_REQUEST + requested_by)
 
-    def asking_held_keys(self, request_ids: list[int]) -> set[int]:
-        """Those of ``request_ids`` that ask which keys an instance holds."""
-        if not request_ids:
-            return set()
-        r = self.schema.verify_requests
-        with self.engine.connect() as conn:
-            return {int(x) for x in conn.execute(select(r.c.id).where(
-                r.c.id.in_(request_ids),
-                r.c.requested_by.startswith(HELD_KEYS_REQUEST, autoescape=True))).scalars()}
-
     def forget_request(self, request_id: int) -> None:
         """Delete a request and its reports once read (held keys: as large as the dicts)."""
         r, rep = self.schema.verify_requests, self.schema.verify_reports
@@ -253,12 +273,27 @@ class ControlPlane:
             conn.execute(delete(rep).where(rep.c.request_id == request_id))
             conn.execute(delete(r).where(r.c.id == request_id))
 
-    def reports(self, request_id: int) -> dict[str, dict[str, Any]]:
-        rep = self.schema.verify_reports
+    def reports(self, request_id: int, *, held_keys: bool = False) -> dict[str, str]:
+        """The answer of each instance to request ``request_id`` (a verify request, or with
+        ``held_keys`` one of `request_held_keys`), as the JSON text it wrote: its answer to
+        that request or, as it answers only the newest of each kind, to a later one of the
+        same kind (made later, so it also answers this one). The text is not parsed here: a
+        malformed row is the caller's to show, not an error that hides the other answers."""
+        rep, r = self.schema.verify_reports, self.schema.verify_requests
+        kind = _held_keys(r)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(rep.c.instance_id, rep.c.report)
-                                .where(rep.c.request_id == request_id)).all()
-        return {row[0]: json.loads(row[1]) for row in rows}
+            rows = conn.execute(
+                select(rep.c.instance_id, rep.c.report)
+                .join(r, r.c.id == rep.c.request_id)
+                .where(r.c.job_table == self.job_table, rep.c.request_id >= request_id,
+                       kind if held_keys else ~kind)
+                .order_by(rep.c.request_id)).all()
+        return {row[0]: row[1] for row in rows}
+
+
+def _held_keys(requests: Any) -> Any:
+    """Whether a verify request row asks for held keys (`request_held_keys`)."""
+    return requests.c.requested_by.startswith(HELD_KEYS_REQUEST, autoescape=True)
 
 
 def _insert_ignoring_race(conn: Any, stmt: Any, params: dict[str, Any]) -> None:

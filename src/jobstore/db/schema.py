@@ -36,9 +36,11 @@ from sqlalchemy.types import TypeEngine
 from ..exceptions import JobStoreError
 from .order import order_column, order_key
 
-SCHEMA_VERSION = 2
-"""The layout this release creates, and upgrades a job table to when it opens it
-(`jobstore.db.upgrade`). 2: the insertion-order column."""
+SCHEMA_VERSION = 3
+"""The layout this release creates, and upgrades a job table (and the control tables) to
+when it opens it (`jobstore.db.upgrade`). 2: the insertion-order column. 3: the heartbeat's
+shadow checks beside its mismatches, per stage and recent, and the time of its last error
+(`heartbeat_columns_3`)."""
 OLDEST_READER = 1
 """The oldest layout whose release can still use tables of this layout. It is what the
 ``jobstore`` row of ``jobstore_schema`` holds: every release refuses a database whose row is
@@ -183,6 +185,7 @@ def build_schema(table: str = DEFAULT_TABLE) -> Schema:
         Column("failed_writes", Integer, nullable=False),
         Column("shadow_mismatches", Integer, nullable=False),
         Column("last_error", Text, nullable=True),
+        *heartbeat_columns_3(),
     )
     verify_requests = Table(
         "jobstore_verify_requests",
@@ -202,6 +205,16 @@ def build_schema(table: str = DEFAULT_TABLE) -> Schema:
     )
     return Schema(metadata, jobs, events, versions, control, instances, verify_requests,
                   verify_reports)
+
+
+def heartbeat_columns_3() -> list[Column[Any]]:
+    """The heartbeat columns of layout 3, added to an older ``jobstore_instances`` when it is
+    opened (`jobstore.db.upgrade`). NULL is allowed: the release before writes rows without
+    them."""
+    return [Column("shadow_checks", Integer, nullable=True),
+            Column("recent_shadow_checks", Integer, nullable=True),
+            Column("recent_shadow_mismatches", Integer, nullable=True),
+            Column("last_error_at", UtcDateTime, nullable=True)]
 
 
 def create_schema(engine: Engine, schema: Schema) -> None:

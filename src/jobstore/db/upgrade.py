@@ -6,19 +6,25 @@ them in. The upgrade is safe when several processes open the table at once: each
 looks again, and only the first adds the column. The earlier release keeps working on the
 upgraded table, since the column fills itself on insert. SQLite needs no change (the rowid
 carries the order); its table is only checked not to be ``WITHOUT ROWID``.
+
+Layout 3 adds heartbeat columns to ``jobstore_instances`` on every database, each NULL-able,
+so the earlier release's heartbeats (which name none of them) still insert. Two processes may
+add the same column at once: the one that loses finds it there and goes on.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Column, Connection, Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from ..exceptions import JobStoreError
 from .engine import write_transaction
 from .order import ORDER_COLUMN, order_key_name
-from .schema import Schema
+from .schema import Schema, heartbeat_columns_3
 
 LOCK_WAIT_S = 60
 """How long a process waits for another one's upgrade of the same table (MySQL/MariaDB)."""
@@ -29,6 +35,26 @@ def upgrade(engine: Engine, schema: Schema) -> None:
     """Bring the job table to this release's layout (it exists: `create_schema` ran)."""
     with engine.connect() as conn:
         _STEPS[engine.dialect.name](conn, schema)
+        _add_columns(conn, schema.instances.name, heartbeat_columns_3())
+
+
+def _add_columns(conn: Connection, table: str, columns: list[Column[Any]]) -> None:
+    """Add each of ``columns`` that ``table`` lacks (NULL-able, no default: nothing to fill)."""
+    missing = _missing(conn, table, columns)
+    q = conn.dialect.identifier_preparer
+    for column in missing:
+        try:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {q.quote(table)} ADD COLUMN {q.quote(column.name)} "
+                f"{column.type.compile(dialect=conn.dialect)}")
+        except DBAPIError:
+            if column in _missing(conn, table, [column]):
+                raise  # not another process's column: a real failure
+
+
+def _missing(conn: Connection, table: str, columns: list[Column[Any]]) -> list[Column[Any]]:
+    present = {c["name"] for c in inspect(conn).get_columns(table)}
+    return [c for c in columns if c.name not in present]
 
 
 def has_order_column(conn: Connection, table: str) -> bool:

@@ -21,6 +21,7 @@ from ..logs import AUDIT, emit
 from ..snapshot import MemoryDump
 from ..timefmt import utcnow
 from ..verify import Drift, DriftKind, VerifyReport, diff_documents
+from .health import Clears
 from .keys import MISSING
 from .parts import Parts
 from .tier import Entry
@@ -35,7 +36,7 @@ def shadow_compare(parts: Parts[Any], key: str, entry: Entry) -> None:
     health = parts.health
     if entry.unpersisted or not health.available_now():
         return
-    health.shadow_checks += 1
+    health.count_check()
     try:
         with quick_attempt():
             row = parts.rows.get(key)
@@ -88,6 +89,8 @@ def verify(parts: Parts[Any]) -> VerifyReport:
     identity = parts.identity
     if drifts:
         _log_drift(parts, len(keys), drifts)
+    else:
+        parts.health.cleared(Clears.VERIFY)  # whatever mismatch was seen has been repaired
     return VerifyReport(
         instance_id=identity.instance_id, stage=parts.stage.value, checked=len(keys),
         drifts=tuple(drifts), queued_writes=len(parts.queue),

@@ -71,12 +71,18 @@ class StoreFacts(Generic[K, V]):
         return self._parts.health.shadow_mismatches
 
     def stats(self) -> dict[str, int]:
-        """This process's counters: errors, shadow comparisons, conflicts, queued writes (and
-        how many of them are on disk: all, unless the disk refused them too)."""
+        """This process's counters: errors, shadow comparisons (since the store opened, since
+        its stage began, and over the recent window), conflicts, queued writes (and how many
+        of them are on disk: all, unless the disk refused them too)."""
         health = self._parts.health
+        recent_checks, recent_mismatches = health.tally.recent()
         return {
             "write_errors": health.write_errors, "shadow_checks": health.shadow_checks,
-            "shadow_mismatches": health.shadow_mismatches, "conflicts": health.conflicts,
+            "shadow_mismatches": health.shadow_mismatches,
+            "stage_shadow_checks": health.tally.stage_checks,
+            "stage_shadow_mismatches": health.tally.stage_mismatches,
+            "recent_shadow_checks": recent_checks,
+            "recent_shadow_mismatches": recent_mismatches, "conflicts": health.conflicts,
             "dropped_writes": health.dropped_writes, "queued_writes": self.queued_writes,
             "journaled_writes": self._parts.queue.journaled(),
             "refused_writes": len(self._parts.queue.refused()), "failed_writes": self.failed_writes,

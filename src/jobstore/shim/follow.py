@@ -3,6 +3,10 @@
 A change writes back what the old stage still owes the database, takes a legacy dict's (or the
 ``memory`` stage's) jobs and deletions into the database when the new stage writes it, and
 empties the dict when the new stage keeps none.
+
+A control row that holds no valid stage changes nothing: the store goes on in the stage it
+runs (heartbeats, write-backs, drains), reports the row as its last error and logs it once,
+until the row is repaired.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from ..codec import status_of
+from ..db.control import InvalidStageRow
 from ..exceptions import EncodeError
 from ..logs import STAGE, emit
 from ..stages import Stage
 from .drain import drain_queue
 from .flush import write_back
+from .health import Clears
 from .parts import Parts
 from .retry import QueuedWrite
 from .tier import NEVER, Entry
@@ -31,6 +37,8 @@ class StageFollower:
         # one may hold an older stage, and applying it would undo a stage change just made.
         self._tickets = itertools.count(1)
         self._applied = 0
+        self._invalid: str | None = None
+        """The invalid value the control row held at the last poll, logged once."""
 
     def poll(self) -> None:
         """Read the control row and follow it, unless ``$JOBSTORE_STAGE`` pins the stage."""
@@ -43,12 +51,40 @@ class StageFollower:
         except DBAPIError as exc:
             parts.health.note_error(exc)
             return
+        except InvalidStageRow as exc:
+            self.invalid_row(exc)
+            return
         with parts.lock:
             if ticket < self._applied:
                 return
             self._applied = ticket
-            if state is not None and state.stage is not parts.stage:
-                self.apply(state.stage)
+            if state is not None:
+                self._valid_row(state.stage)
+                if state.stage is not parts.stage:
+                    self.apply(state.stage)
+
+    def invalid_row(self, exc: InvalidStageRow) -> None:
+        """The control row holds no stage: keep this one, say so until it is repaired."""
+        parts = self.parts
+        parts.health.note(str(exc), Clears.STAGE_ROW)
+        if exc.value == self._invalid:
+            return
+        self._invalid = exc.value
+        emit(STAGE, logging.WARNING, "stage.invalid_row",
+             "table %(table)r: %(error)s; this store runs %(stage)s until the row is "
+             "repaired", table=parts.table, error=str(exc), value=exc.value,
+             stage=parts.stage.value, instance_id=parts.instance_id)
+
+    def _valid_row(self, stage: Stage) -> None:
+        if self._invalid is None:
+            return
+        self._invalid = None
+        parts = self.parts
+        parts.health.cleared(Clears.STAGE_ROW)
+        emit(STAGE, logging.INFO, "stage.row_repaired",
+             "table %(table)r: the control row holds a valid stage again (%(control)s)",
+             table=parts.table, control=stage.value, stage=parts.stage.value,
+             instance_id=parts.instance_id)
 
     def apply(self, new: Stage) -> None:
         """Follow the control row to ``new``, carrying what the dict holds across.
@@ -70,6 +106,7 @@ class StageFollower:
                 drain_queue(parts)
                 parts.tier.drop_values()
             parts.set_stage(new)
+            parts.health.tally.new_stage()
         emit(STAGE, logging.INFO, "stage.changed",
              "table %(table)r: this store follows the control row from %(previous)s to "
              "%(stage)s (%(memory_items)d job(s) in its dict, %(queued_writes)d write(s) "

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
+from .._compat import StrEnum
 from ..db.redact import reason
+from ..timefmt import utcnow
+from .shadow_tally import ShadowTally
+
+
+class Clears(StrEnum):
+    """What makes an error stop being the store's ``last_error``: its condition cleared."""
+
+    ROUND = "round"
+    """A sync round with no database error, nothing queued and nothing unencodable."""
+    VERIFY = "verify"
+    """A verify of this process's dict that found no drift (a mismatch is repaired)."""
+    STAGE_ROW = "stage_row"
+    """The control row holds a valid stage again."""
 
 
 class Health:
@@ -21,12 +36,17 @@ class Health:
       queue behind the ones already queued, so none overtakes an older write of its key.
     """
 
-    __slots__ = ("conflicts", "dropped_writes", "failing", "last_error", "probed_at",
-                 "shadow_checks", "shadow_mismatches", "unreachable", "write_errors")
+    __slots__ = ("_errors", "conflicts", "dropped_writes", "failing", "probed_at",
+                 "shadow_checks", "shadow_mismatches", "tally", "unreachable", "write_errors")
 
     def __init__(self) -> None:
         self.write_errors = 0
-        self.last_error: str | None = None
+        self._errors: dict[Clears, tuple[str, datetime] | None] = dict.fromkeys(Clears)
+        """The error outstanding per condition, with its time; every key is there from the
+        start, so a write never resizes the dict while another thread reads it."""
+        self.tally = ShadowTally()
+        """Shadow checks and mismatches of this stage and of the recent window
+        (``shadow_checks`` and ``shadow_mismatches`` count since the store opened)."""
         self.failing = False
         self.unreachable = False
         self.probed_at = -float("inf")
@@ -66,4 +86,44 @@ class Health:
 
     def count_mismatch(self, key: object) -> None:
         self.shadow_mismatches += 1
-        self.last_error = f"mismatch between the dict and the database for {str(key)!r}"
+        self.tally.mismatch()
+        self.note(f"mismatch between the dict and the database for {str(key)!r}",
+                  Clears.VERIFY)
+
+    def count_check(self) -> None:
+        """A read compared with the database (shadow, or ``db_primary``'s compared read)."""
+        self.shadow_checks += 1
+        self.tally.check()
+
+    @property
+    def last_error(self) -> str | None:
+        """The newest error whose condition has not cleared, or None."""
+        newest = self._newest()
+        return None if newest is None else newest[0]
+
+    @last_error.setter
+    def last_error(self, text: str | None) -> None:
+        """Set by a failure that a clean round clears (None clears every error)."""
+        if text is None:
+            for condition in Clears:
+                self._errors[condition] = None
+        else:
+            self.note(text, Clears.ROUND)
+
+    @property
+    def last_error_at(self) -> datetime | None:
+        """When `last_error` happened (UTC)."""
+        newest = self._newest()
+        return None if newest is None else newest[1]
+
+    def note(self, text: str, clears: Clears) -> None:
+        """``text`` is the last error until ``clears`` happens."""
+        self._errors[clears] = (text, utcnow())
+
+    def cleared(self, condition: Clears) -> None:
+        """``condition`` happened: its error is no longer outstanding."""
+        self._errors[condition] = None
+
+    def _newest(self) -> tuple[str, datetime] | None:
+        found = [e for e in list(self._errors.values()) if e is not None]
+        return max(found, key=lambda e: e[1]) if found else None

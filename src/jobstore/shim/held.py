@@ -20,16 +20,12 @@ def held_keys(parts: Parts[Any]) -> HeldKeys:
     return HeldKeys(parts.instance_id, parts.stage.value, frozenset(keys))
 
 
-def answer_held_keys(parts: Parts[Any], request_ids: list[int]) -> list[int]:
-    """Answer those of ``request_ids`` that ask which keys this process holds; the others
-    (verify requests) are returned, in order, for the caller to answer."""
-    asking = parts.control.asking_held_keys(request_ids)
-    if asking:
-        answer = held_keys(parts)
-        for request_id in sorted(asking):
-            parts.control.submit_report(request_id, parts.instance_id, answer.to_dict())
-            emit(AUDIT, logging.INFO, "audit.held_keys_answered",
-                 "table %(table)r: answered request %(request_id)d: this process holds "
-                 "%(held)d job(s)", table=parts.table, request_id=request_id,
-                 held=len(answer.keys), instance_id=parts.instance_id)
-    return [request_id for request_id in request_ids if request_id not in asking]
+def answer_held_keys(parts: Parts[Any], request_id: int) -> None:
+    """Answer the newest request that asks which keys this process holds (the answer, made
+    after the requests before it, answers them too)."""
+    answer = held_keys(parts)
+    parts.control.submit_report(request_id, parts.instance_id, answer.to_dict())
+    emit(AUDIT, logging.INFO, "audit.held_keys_answered",
+         "table %(table)r: answered request %(request_id)d: this process holds "
+         "%(held)d job(s)", table=parts.table, request_id=request_id,
+         held=len(answer.keys), instance_id=parts.instance_id)

@@ -83,9 +83,11 @@ class Policy(Generic[V]):
             return cast(V, held.obj)
         entry = tier.entries.get(key)
         if entry is not None and entry.version == row.version and key in tier.memory:
-            if parts.rules.compares_on_read and entry.payload != row.payload:
-                note_mismatch(parts, key, "the row differs at the same version")
-                return parts.codec.decode(key, row.payload)
+            if parts.rules.compares_on_read:
+                parts.health.count_check()
+                if entry.payload != row.payload:
+                    note_mismatch(parts, key, "the row differs at the same version")
+                    return parts.codec.decode(key, row.payload)
             return tier.memory[key]
         return parts.codec.decode(key, row.payload)
 

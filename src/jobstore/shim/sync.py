@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from ..db.control import Heartbeat, StageState
+from ..db.control import InvalidStageRow, StageState
+from ..db.heartbeat import Heartbeat
 from ..exceptions import StoreUnavailableError
 from ..logs import AUDIT, emit
 from ..stages import Authority, Stage
@@ -25,6 +26,7 @@ from .circuit import attempts_of, database_back
 from .drain import drain_queue
 from .flush import write_back
 from .follow import StageFollower
+from .health import Clears
 from .held import answer_held_keys
 from .key_text import text_report
 from .parts import Parts
@@ -47,19 +49,26 @@ class Sync:
         parts.control.ensure(seed)
         self._last_request = parts.control.latest_request()
         parts.schema_ready = True
-        return parts.control.read_stage()
+        try:
+            return parts.control.read_stage()
+        except InvalidStageRow as exc:
+            if parts.pinned is None:  # a pinned store does not follow the row anyway
+                self.follower.invalid_row(exc)  # the store opens in its seed stage
+            return None
 
     def now(self) -> None:
         """``JobStore.sync()``: raises where the database is the authority and a change
         could not be written; in the dict-first stages failed writes stay queued instead."""
         parts = self.parts
         with parts.round_lock, attempts_of(parts):
+            errors = parts.health.write_errors
             back = database_back(parts)
             if back:
                 self.follower.poll()
             failures = write_back(parts)
             if back:
                 drain_queue(parts)
+                self._clear_if_clean(errors)
         if failures and parts.rules.db_authoritative:
             raise StoreUnavailableError(
                 f"{failures} in-place change(s) could not be written: {parts.health.last_error}")
@@ -92,6 +101,7 @@ class Sync:
             return
         try:
             with parts.round_lock, attempts_of(parts):
+                errors = parts.health.write_errors
                 if not database_back(parts):
                     write_back(parts)
                     return
@@ -100,6 +110,7 @@ class Sync:
                 self.follower.poll()
                 write_back(parts)
                 drain_queue(parts)
+                self._clear_if_clean(errors)
                 self._heartbeat()
             self._answer_verify_requests()
         except DBAPIError as exc:
@@ -112,9 +123,18 @@ class Sync:
             parts.health.note_error(exc)
             raise
 
+    def _clear_if_clean(self, errors_before: int) -> None:
+        """A round that met no database error and leaves nothing queued or unencodable
+        clears the error such a round clears (a failure the database has recovered from)."""
+        parts = self.parts
+        if (parts.health.write_errors == errors_before and not len(parts.queue)
+                and not parts.tier.unencodable):
+            parts.health.cleared(Clears.ROUND)
+
     def _heartbeat(self) -> None:
         parts = self.parts
         identity, health = parts.identity, parts.health
+        recent_checks, recent_mismatches = health.tally.recent()
         parts.control.beat(Heartbeat(
             instance_id=identity.instance_id, host=identity.host, pid=identity.pid,
             stage=parts.stage.value, pinned=parts.pinned.value if parts.pinned else None,
@@ -122,19 +142,25 @@ class Sync:
             sync_interval=parts.sync_interval, memory_items=len(parts.tier),
             tracked_items=len(parts.tier.tracker), queued_writes=len(parts.queue),
             failed_writes=len(parts.tier.unencodable),
-            shadow_mismatches=health.shadow_mismatches, last_error=health.last_error,
+            shadow_mismatches=health.tally.stage_mismatches,
+            shadow_checks=health.tally.stage_checks, recent_shadow_checks=recent_checks,
+            recent_shadow_mismatches=recent_mismatches, last_error=health.last_error,
+            last_error_at=health.last_error_at,
         ))
 
     def _answer_verify_requests(self) -> None:
+        """Answer the newest request of each kind only: its answer, made after the ones
+        before it, answers them too, so a flood of requests costs one round."""
         parts = self.parts
-        requests = parts.control.requests_after(self._last_request)
-        for request_id in answer_held_keys(parts, requests):
+        verify_id, held_id = parts.control.newest_requests_after(self._last_request)
+        if held_id is not None:
+            answer_held_keys(parts, held_id)
+        if verify_id is not None:
             report = text_report(verify(parts))
-            parts.control.submit_report(request_id, parts.instance_id, report.to_dict())
-            self._last_request = request_id
+            parts.control.submit_report(verify_id, parts.instance_id, report.to_dict())
             emit(AUDIT, logging.INFO, "audit.verify_answered",
                  "table %(table)r: answered verify request %(request_id)d: %(checked)d "
                  "job(s) checked, %(drifts)d drift(s)", table=parts.table,
-                 request_id=request_id, checked=report.checked, drifts=len(report.drifts),
+                 request_id=verify_id, checked=report.checked, drifts=len(report.drifts),
                  instance_id=parts.instance_id)
-        self._last_request = max([self._last_request, *requests])
+        self._last_request = max(self._last_request, verify_id or 0, held_id or 0)
