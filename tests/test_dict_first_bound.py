@@ -170,7 +170,9 @@ def test_a_dict_first_set_is_not_held_behind_a_drain_trying_a_frozen_server(
     assert first < BOUND_S
     assert min(drains) > 0.5 * QUICK_TIMEOUT_S, "the drain did not try the server"
     assert max(drains) < BOUND_S
-    assert max(writes) < 0.25, "a set waited for the drain's attempt"
+    # A set held behind the drain would wait out its attempt (one quick timeout); half of one
+    # leaves room for a loaded machine without hiding that wait.
+    assert max(writes) < 0.5 * QUICK_TIMEOUT_S, "a set waited for the drain's attempt"
     assert wait_until(lambda: drained(jobs), RECOVERY_S, 0.1)
     assert set(rows_of(running_pg.url, jobs.table)) == {
         "a", "queued", *(f"w{i}" for i in range(40))}
