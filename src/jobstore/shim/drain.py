@@ -21,6 +21,7 @@ from ..db.refusal import refuses_value
 from ..logs import QUEUE, emit
 from .journal import JournalError
 from .parts import Parts
+from .queueing import note_refused
 from .reconcile import assign
 from .retry import QueuedWrite
 
@@ -50,9 +51,7 @@ def drain_queue(parts: Parts[Any]) -> None:
             queue.cleared()
     queued = queue.snapshot()
     landed = 0
-    queued = _sendable(parts, queued)
-    batches = [queued[start:start + DRAIN_BATCH] for start in range(0, len(queued), DRAIN_BATCH)
-               ] if not any(w.refused for _k, w in queued) else _refused_alone(queued)
+    batches = _batches(_sendable(parts, queued))
     for batch in batches:
         with parts.lock:
             done = _drain_batch(parts, batch)
@@ -82,18 +81,14 @@ def _sendable(parts: Parts[Any], queued: Batch) -> Batch:
                 write.refused = True
                 write.last_error = (f"larger than the database takes in one write "
                                     f"({limit.most} bytes)")
-                parts.health.last_error = f"the value of {key!r} is {write.last_error}"
-                emit(QUEUE, logging.WARNING, "queue.refused",
-                     "table %(table)r: the queued write of %(key)r is %(reason)s: it stays "
-                     "queued and holds back no other write", table=parts.table, key=key,
-                     reason=write.last_error)
+                note_refused(parts, key, write.last_error)
             continue
         sendable.append((key, write))
     return sendable
 
 
-def _refused_alone(queued: Batch) -> list[Batch]:
-    """The batches of a queue holding refused writes: the others first, then each alone."""
+def _batches(queued: Batch) -> list[Batch]:
+    """The queued writes in batches of `DRAIN_BATCH`; refused ones after them, each alone."""
     others = [(k, w) for k, w in queued if not w.refused]
     batches = [others[start:start + DRAIN_BATCH] for start in range(0, len(others), DRAIN_BATCH)]
     return batches + [[(k, w)] for k, w in queued if w.refused]
@@ -151,13 +146,11 @@ def _failed(parts: Parts[Any], batch: Batch, exc: DBAPIError) -> None:
         write.last_error = reason(exc)
         if not refused:
             continue
-        parts.health.last_error = f"the database refused the value of {key!r}: {reason(exc)}"
-        if not write.refused:
+        if write.refused:
+            parts.health.last_error = f"the database refused the value of {key!r}: {reason(exc)}"
+        else:
             write.refused = True
-            emit(QUEUE, logging.WARNING, "queue.refused",
-                 "table %(table)r: the database refused the queued write of %(key)r "
-                 "(%(reason)s): it is retried alone and holds back no other write",
-                 table=parts.table, key=key, reason=reason(exc))
+            note_refused(parts, key, reason(exc))
 
 
 def _replay(parts: Parts[Any], batch: Batch) -> int:

@@ -208,8 +208,8 @@ class Journal:
             for offset, record in enumerate(records):
                 if record["op"] != "done":
                     record["n"] = first + offset
-                lines.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
-            data = ("\n".join(lines) + "\n").encode("utf-8")
+                lines.append(_line(record))
+            data = "".join(lines).encode("utf-8")
             written = os.write(fd, data)
             if written != len(data):
                 raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
@@ -251,8 +251,7 @@ class Journal:
         temporary = self.path + ".tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            body = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n"
-                           for r in records)
+            body = "".join(map(_line, records))
             os.write(fd, body.encode("utf-8"))
             os.fsync(fd)
         finally:
@@ -262,6 +261,11 @@ class Journal:
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
         self._landed = 0
+
+
+def _line(record: dict[str, Any]) -> str:
+    """One record as a line of the journal."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _queued(record: dict[str, Any]) -> QueuedWrite:

@@ -22,11 +22,17 @@ from .retry import QueuedWrite
 def queue_write(parts: Parts[Any], key: Any, write: QueuedWrite) -> None:
     _kept(parts, f"the write of {key!r}", lambda: parts.queue.put(key, write))
     if write.refused:
-        parts.health.last_error = f"the database refused the value of {key!r}: {write.last_error}"
-        emit(QUEUE, logging.WARNING, "queue.refused",
-             "table %(table)r: the database refused the value of %(key)r (%(reason)s): it "
-             "stays queued, is retried alone and holds back no other write",
-             table=parts.table, key=key, reason=write.last_error)
+        note_refused(parts, key, write.last_error)
+
+
+def note_refused(parts: Parts[Any], key: Any, why: str | None) -> None:
+    """A queued write the database will not take for its value, however it was found out:
+    named by key in ``last_error`` and in one WARNING."""
+    parts.health.last_error = f"the database refused the value of {key!r}: {why}"
+    emit(QUEUE, logging.WARNING, "queue.refused",
+         "table %(table)r: the database refused the value of %(key)r (%(reason)s): it stays "
+         "queued, is retried alone and holds back no other write",
+         table=parts.table, key=key, reason=why)
 
 
 def queue_writes(parts: Parts[Any], writes: list[tuple[Any, QueuedWrite]]) -> None:

@@ -104,8 +104,7 @@ class RetryQueue:
             previous = self._writes.get(key)
             if previous is not None:
                 write.attempts += previous.attempts
-                if write.seen is None and not write.is_delete:
-                    write.seen = previous.seen  # still the change from the row last seen
+                _still_from(write, previous)
             self._writes.pop(key, None)
             self._writes[key] = write
             if self.journal is not None:
@@ -115,8 +114,8 @@ class RetryQueue:
         with self._lock:
             for key, write in writes:
                 previous = self._writes.get(key)
-                if previous is not None and write.seen is None and not write.is_delete:
-                    write.seen = previous.seen
+                if previous is not None:
+                    _still_from(write, previous)
             for key, write in writes:
                 self._writes.pop(key, None)
                 self._writes[key] = write
@@ -211,3 +210,10 @@ class RetryQueue:
         if self.journal is not None:
             with self._lock:
                 self.journal.close(keep=bool(len(self)))
+
+
+def _still_from(write: QueuedWrite, previous: QueuedWrite) -> None:
+    """A write replacing a queued one of its key, with no row seen since, is still the change
+    from the row the queued one was based on."""
+    if write.seen is None and not write.is_delete:
+        write.seen = previous.seen

@@ -31,8 +31,6 @@ from .held import answer_held_keys
 from .key_text import text_report
 from .parts import Parts
 
-log = logging.getLogger("jobstore")
-
 
 class Sync:
     def __init__(self, parts: Parts[Any], follower: StageFollower) -> None:
