@@ -48,6 +48,8 @@ class BarrierResult:
     """Instances that closed their store meanwhile."""
     skipped: tuple[InstanceInfo, ...] = ()
     """Instances the operator named to skip."""
+    skip_unmatched: tuple[str, ...] = ()
+    """Names given to skip that match no listed instance."""
 
     @property
     def ok(self) -> bool:
@@ -62,6 +64,7 @@ class BarrierResult:
             "silent": [i.to_dict() for i in self.silent],
             "closed": [i.instance_id for i in self.closed],
             "skipped": [i.instance_id for i in self.skipped],
+            "skip_unmatched": list(self.skip_unmatched),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -94,7 +97,8 @@ def wait_for_stage(target: Target, stage: Stage, *, timeout: float, skip: Sequen
                      progress=show)
     return BarrierResult(stage.value, _reached(state, pinned), state.waiting,
                          tuple(pinned.values()), state.silent, state.elapsed_s,
-                         closed=state.closed, skipped=roll.skipped)
+                         closed=state.closed, skipped=roll.skipped,
+                         skip_unmatched=roll.unmatched)
 
 
 def _reached(state: Wait, pinned: dict[str, InstanceInfo]) -> tuple[InstanceInfo, ...]:

@@ -83,6 +83,8 @@ class VerifyResult:
     """Instances that closed their store (writing their dict back) before they answered."""
     skipped: tuple[InstanceInfo, ...] = ()
     """Instances the operator named to skip (``--skip``): not asked."""
+    skip_unmatched: tuple[str, ...] = ()
+    """Names given to skip that match no listed instance."""
     elapsed_s: float = 0.0
     snapshot: str | None = None
     malformed: tuple[MalformedReport, ...] = ()
@@ -136,6 +138,7 @@ class VerifyResult:
             "silent": [i.to_dict() for i in self.silent],
             "closed": [i.to_dict() for i in self.closed],
             "skipped": [i.to_dict() for i in self.skipped],
+            "skip_unmatched": list(self.skip_unmatched),
             "malformed": [m.to_dict() for m in self.malformed],
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -190,7 +193,8 @@ def verify_in(target: Target, *, timeout: float, skip: Sequence[str] = (),
     return VerifyResult(
         url=target.url, table=target.table, source="instances", request_id=request_id,
         reports=reports, unanswered=state.waiting, silent=state.silent, closed=state.closed,
-        skipped=roll.skipped, elapsed_s=time.monotonic() - started, malformed=malformed,
+        skipped=roll.skipped, skip_unmatched=roll.unmatched,
+        elapsed_s=time.monotonic() - started, malformed=malformed,
     )
 
 

@@ -136,12 +136,15 @@ def barrier(result: BarrierResult) -> None:
     for i in result.silent:
         out.print(f"{BAD} {esc(i.silence)}: it stopped beating before it ran "
                   f"{esc(result.stage)}")
-    skipped_and_closed(result.skipped, result.closed)
+    skipped_and_closed(result.skipped, result.closed, result.skip_unmatched)
 
 
-def skipped_and_closed(skipped: tuple[InstanceInfo, ...],
-                       closed: tuple[InstanceInfo, ...]) -> None:
+def skipped_and_closed(skipped: tuple[InstanceInfo, ...], closed: tuple[InstanceInfo, ...],
+                       unmatched: tuple[str, ...]) -> None:
     out = stdout()
+    for name in unmatched:
+        out.print(f"{WARN} --skip {esc(name)}: no listed instance has that id (gone from the "
+                  "listing already?); nothing of that name is waited for")
     for i in skipped:
         out.print(f"{WARN} skipped {esc(i.instance_id)} ({esc(i.name)}) as asked (--skip): "
                   "not waited for")
@@ -169,7 +172,7 @@ def verify(result: VerifyResult) -> None:
                   f"{age(i.heartbeat_age_s)} ago)")
     for i in result.silent:
         out.print(f"{BAD} no answer from {esc(i.silence)}; its dict was not checked")
-    skipped_and_closed(result.skipped, result.closed)
+    skipped_and_closed(result.skipped, result.closed, result.skip_unmatched)
     for m in result.malformed:
         out.print(f"{BAD} the answer of {esc(m.instance_id)} is malformed: {esc(m.reason)}")
     for report in result.reports:
