@@ -126,7 +126,7 @@ def test_a_hung_instance_stops_cutover_with_exit_3_until_it_is_skipped(
     assert done["barrier"]["reached"] == [a.instance_id]
     skipped = [r for r in caplog.records if getattr(r, "event", "") == "admin.skipped"]
     assert skipped
-    assert all(r.skipped == hung.instance_id for r in skipped)
+    assert all(r.__dict__["skipped"] == hung.instance_id for r in skipped)
     assert admin.status(db_url, table=table_name).stage == "db_only"
 
 
