@@ -319,8 +319,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         return f"<JobStore {self.table} at {self.url} stage={self._parts.stage}>"
 
     def _after_fork_in_child(self) -> None:
-        """A forked child gets its own connections, lock, identity and loop: it is listed
-        (its loop's first round beats at once) even if it never serves a call."""
+        """A forked child gets its own connections, lock, identity and loop, started now."""
         self._parts.after_fork_in_child()
         self._engine.dispose(close=False)
         self._parts.start()
