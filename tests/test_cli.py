@@ -328,6 +328,7 @@ def test_rollback_to_memory_is_refused_with_the_number_of_jobs_no_live_dict_hold
     assert "hide 2 of the 3 job(s) in the database ('a', 'b')" in document["refused"]
     forced = run("rollback", "--to", "memory", "--force", "--json")
     assert forced.exit_code == 0
+    assert as_json(forced)["hidden_jobs"] == 2, "the live store was not asked again"
     assert as_json(run("stage", "--json"))["stage"] == "memory"
 
 

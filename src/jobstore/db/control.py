@@ -278,11 +278,12 @@ class ControlPlane:
         return self.request_verify(HELD_KEYS_REQUEST + requested_by)
 
     def forget_request(self, request_id: int) -> None:
-        """Delete a request and its reports once read (held keys: as large as the dicts)."""
-        r, rep = self.schema.verify_requests, self.schema.verify_reports
+        """Delete a request's reports once read (held keys: as large as the dicts). The request
+        row stays, pruned with the others: deleted, the newest id is given again on SQLite,
+        and every store that answered it would take the next request as answered already."""
+        rep = self.schema.verify_reports
         with self.engine.connect() as conn, write_transaction(conn, self._begin):
             conn.execute(delete(rep).where(rep.c.request_id == request_id))
-            conn.execute(delete(r).where(r.c.id == request_id))
 
     def reports(self, request_id: int, *, held_keys: bool = False) -> dict[str, str]:
         """The answer of each instance to request ``request_id`` (a verify request, or with
