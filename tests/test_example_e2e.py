@@ -208,6 +208,14 @@ class Traffic:
         for thread in self._threads:
             thread.join(timeout=30)
 
+    def runs_a_while(self, creates: int = 5, requests: int = 40) -> None:
+        """Wait until the clients have made ``requests`` more requests, ``creates`` of them
+        creating a job: traffic has met the stage now running, however loaded the machine."""
+        with self._lock:
+            created, asked = len(self.created) + creates, self.requests + requests
+        wait_until(lambda: len(self.created) >= created and self.requests >= asked,
+                   f"{requests} more requests were made, {creates} of them creating a job")
+
     def _client(self, n: int) -> None:
         """One client, always on the same server (in ``memory`` a server knows only its own
         jobs), polling the jobs it created."""
@@ -313,17 +321,17 @@ def test_the_whole_stage_walk_under_traffic_fails_no_request_and_completes_every
         assert [s.health()["stage"] for s in pair] == [stage, stage], operator.log
 
     with Traffic([s.base for s in pair]) as traffic:
-        time.sleep(1.0)
+        traffic.runs_a_while()
         for stage in ("dual_write", "shadow", "db_primary"):
             operator("stage", stage)
             everyone_runs(stage)
-            time.sleep(1.0)
+            traffic.runs_a_while()
         operator("cutover", "--yes", "--timeout", "20")
         everyone_runs("db_only")
-        time.sleep(1.0)
+        traffic.runs_a_while()
         operator("rollback", "--timeout", "20")
         everyone_runs("db_primary")
-        time.sleep(1.0)
+        traffic.runs_a_while()
 
     assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.requests} failed"
     created = traffic.created
