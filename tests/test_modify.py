@@ -100,12 +100,9 @@ def run_counters(url: str, table: str, pins: list[str], key: str, tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pins", [["dual_write"] * PROCESSES, ["db_only"] * PROCESSES,
-                                  ["dual_write", "shadow", "db_primary", "db_only"]],
-                         ids=["dual_write", "db_only", "mixed"])
-def test_four_processes_modifying_one_job_lose_no_increment(
-        make_store: MakeStore, db_url: str, table_name: str, tmp_path: Path,
-        pins: list[str]) -> None:
+def test_four_processes_one_in_each_database_stage_modifying_one_job_lose_no_increment(
+        make_store: MakeStore, db_url: str, table_name: str, tmp_path: Path) -> None:
+    pins = [str(stage) for stage in DB_STAGES]
     seed = make_store(stage=pins[0])
     seed["counter"] = {"n": 0}
     seed.close()
