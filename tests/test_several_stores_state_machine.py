@@ -413,7 +413,7 @@ def every_read_revalidates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dict_first, "_monotonic", lambda: time.monotonic() + next(ticks) * 1e6)
 
 
-EXAMPLES = {"sqlite": int(os.environ.get("JOBSTORE_MACHINE_EXAMPLES", "60")), "postgresql": 20}
+EXAMPLES = {"sqlite": int(os.environ.get("JOBSTORE_MACHINE_EXAMPLES", "60")), "postgresql": 10}
 STEPS = {"sqlite": 30, "postgresql": 20}
 
 

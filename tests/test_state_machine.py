@@ -359,7 +359,7 @@ class BoundedDictMachine(JobStoreMachine):
             assert len(self.tier) <= self.BOUND
 
 
-EXAMPLES = {"sqlite": 150, "postgresql": 15, "mysql": 15}
+EXAMPLES = {"sqlite": 150, "postgresql": 8, "mysql": 8}
 STEPS = {"sqlite": 40, "postgresql": 25, "mysql": 25}
 
 
