@@ -1,19 +1,21 @@
 """Several servers, one job: every change a dict would keep is kept (issue 10, points 1-5).
 
 Each server is a real process (``tests/workers/server.py``) with its own store on one
-database, holding the objects the store handed out as a render worker or an API handler does.
+database, holding the objects the store handed out as a render worker or an API handler does;
+the module's processes serve test after test, each test opening its own stores in them.
 The row is checked through a fresh store; each held object through the server holding it.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from _workers import Agent
+from _workers import Agent, worker
 from conftest import BACKENDS
 from jobstore import JobStore, Stage
 
@@ -24,21 +26,52 @@ CASES = [(backend, stage) for backend in BACKENDS for stage in DB_STAGES
 INTERVAL = 0.2
 """Short enough that a dict entry is revalidated soon; the tests also sync explicitly."""
 
-Servers = Callable[[Stage], Agent]
+
+
+class Server(Agent):
+    """A ``workers/server.py`` process that serves test after test, each on a store of its own
+    (its process start and imports are paid once per module, not once per server per test)."""
+
+    def __init__(self) -> None:
+        self.process = worker("server", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.instance_id = self._read()["instance_id"]
+
+    def open(self, url: str, table: str, stage: Stage) -> Server:
+        self.instance_id = ok(self("open", url=url, table=table, stage=stage.value,
+                                   interval=INTERVAL))["instance_id"]
+        return self
+
+
+Servers = Callable[[Stage], Server]
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.close()
 
 
 @pytest.fixture
-def servers(db_url: str, table_name: str) -> Iterator[Servers]:
-    started: list[Agent] = []
+def servers(db_url: str, table_name: str, pool: list[Server]) -> Iterator[Servers]:
+    """Servers on the test's table, from the module's processes; their stores are closed
+    when the test ends."""
+    taken: list[Server] = []
 
-    def start(stage: Stage) -> Agent:
-        agent = Agent(db_url, table_name, stage.value, INTERVAL, program="server")
-        started.append(agent)
-        return agent
+    def start(stage: Stage) -> Server:
+        index = len(taken)
+        if index == len(pool):
+            pool.append(Server())
+        elif pool[index].process.poll() is not None:
+            pool[index] = Server()
+        taken.append(pool[index].open(db_url, table_name, stage))
+        return taken[-1]
 
     yield start
-    for agent in started:
-        agent.close()
+    for server in taken:
+        if server.process.poll() is None:
+            ok(server("shut"))
 
 
 def ok(reply: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """One server of a fleet behind a load balancer, driven one JSON command at a time.
 
-usage: server.py URL TABLE STAGE SYNC_INTERVAL
+usage: server.py [URL TABLE STAGE SYNC_INTERVAL]
 
-It keeps named references to the objects the store hands out, as a render worker or an API
-handler keeps the job it is working on. Commands (each answered with one JSON line):
+Without arguments it holds no store until told to open one, so that one process can serve test
+after test (each opening its store, and closing it before the next opens another). It keeps
+named references to the objects the store hands out, as a render worker or an API handler
+keeps the job it is working on. Commands (each answered with one JSON line):
   {"op": "set", "key": K, "value": V}                 jobs[K] = V
   {"op": "hold", "key": K, "name": N}                 held[N] = jobs[K]
   {"op": "change", "name": N, "path": [..], "value": X}  held[N][p1][p2]... = X, in place
@@ -13,6 +15,9 @@ handler keeps the job it is working on. Commands (each answered with one JSON li
   {"op": "delete", "key": K}                          del jobs[K]
   {"op": "contains", "key": K}                        -> {"value": K in jobs}
   {"op": "sync"} / {"op": "stats"}                    jobs.sync() / -> jobs.stats()
+  {"op": "open", "url": U, "table": T, "stage": S, "interval": I}  -> {"instance_id": ...}
+                                                      closes the store it holds, opens this one
+  {"op": "shut"}                                      closes the store, keeps serving
   {"op": "close"}                                     closes the store and exits
 """
 
@@ -57,21 +62,40 @@ def answer(jobs: JobStore[Any], held: dict[str, Any], command: dict[str, Any]) -
     return {}
 
 
+def opened(url: str, table: str, stage: str, interval: float) -> JobStore[Any]:
+    return JobStore(url, table=table, stage=stage, sync_interval=float(interval))
+
+
 def main() -> None:
-    url, table, stage, interval = sys.argv[1:5]
-    jobs: JobStore[Any] = JobStore(url, table=table, stage=stage, sync_interval=float(interval))
+    jobs: JobStore[Any] | None = opened(*sys.argv[1:5]) if len(sys.argv) > 1 else None
     held: dict[str, Any] = {}
-    print(json.dumps({"ready": True, "instance_id": jobs.instance_id}), flush=True)
+    print(json.dumps({"ready": True, "instance_id": jobs and jobs.instance_id}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         if command["op"] == "close":
             break
         try:
-            reply = answer(jobs, held, command)
+            if command["op"] == "open":
+                if jobs is not None:
+                    jobs.close()
+                held.clear()
+                jobs = opened(command["url"], command["table"], command["stage"],
+                              command["interval"])
+                reply = {"instance_id": jobs.instance_id}
+            elif command["op"] == "shut":
+                if jobs is not None:
+                    jobs.close()
+                jobs, reply = None, {}
+                held.clear()
+            elif jobs is None:
+                raise RuntimeError("no store is open")
+            else:
+                reply = answer(jobs, held, command)
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(reply), flush=True)
-    jobs.close()
+    if jobs is not None:
+        jobs.close()
     print(json.dumps({"closed": True}), flush=True)
 
 
