@@ -62,7 +62,7 @@ def answer(jobs: JobStore[Any], held: dict[str, Any], command: dict[str, Any]) -
     return {}
 
 
-def opened(url: str, table: str, stage: str, interval: float) -> JobStore[Any]:
+def opened(url: str, table: str, stage: str, interval: str | float) -> JobStore[Any]:
     return JobStore(url, table=table, stage=stage, sync_interval=float(interval))
 
 
