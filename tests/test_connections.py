@@ -1,0 +1,100 @@
+"""How many server connections stores hold, counted by the server itself (pg_stat_activity).
+
+A single-threaded service process holds one connection for its hot path and its background
+loop together (it held two: the hot path's kept one and the loop's), so N processes fit in N
+connections; a store whose threads contend grows its pool and shrinks back to one afterwards.
+On a private PostgreSQL server, so that nobody else's connections are counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, create_engine, text
+
+from jobstore import JobStore, Stage
+from workers.pg_cluster import PgCluster, wait_until
+from workers.pg_service import ServiceProcess, close_all
+
+PROCESSES = 10
+
+
+def client_connections(conn: Connection) -> int:
+    """Client connections to the server, this one left out."""
+    return int(conn.execute(text(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid()")).scalar_one())
+
+
+@pytest.fixture
+def counter(running_pg: PgCluster) -> Iterator[Connection]:
+    engine = create_engine(running_pg.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def test_n_idle_service_processes_hold_n_connections_not_2n(
+        running_pg: PgCluster, counter: Connection) -> None:
+    """Ten service processes that wrote and read, then idle with their loops running (0.1 s
+    rounds), hold at most ten connections between them, round after round."""
+    table = f"conn_{uuid.uuid4().hex[:8]}"
+    services = [ServiceProcess(running_pg.url, table, "dual_write", 0.1)
+                for _ in range(PROCESSES)]
+    try:
+        for n, service in enumerate(services):
+            for i in range(3):
+                service.call("set", key=f"p{n}-{i}", value={"status": "queued", "i": i})
+                assert service.call("get", key=f"p{n}-{i}")["i"] == i
+        assert client_connections(counter) >= PROCESSES, "the test proves nothing: none open"
+        assert wait_until(lambda: client_connections(counter) <= PROCESSES, 15)
+        samples = []
+        for _ in range(10):
+            samples.append(client_connections(counter))
+            threading.Event().wait(0.1)
+        assert max(samples) <= PROCESSES, samples
+        for n, service in enumerate(services):  # the one connection still serves both
+            service.call("set", key=f"p{n}-late", value={"status": "done"})
+            assert service.call("get", key=f"p{n}-late") == {"status": "done"}
+    finally:
+        close_all(services)
+
+
+def test_a_store_whose_threads_contend_grows_its_pool_then_returns_to_one_connection(
+        running_pg: PgCluster, counter: Connection) -> None:
+    """Four threads reading while the table is locked each hold a connection (the pool grows
+    past one); once they are done the store is back to one connection."""
+    table = f"conn_{uuid.uuid4().hex[:8]}"
+    jobs: JobStore[Any] = JobStore(running_pg.url, table=table, stage=Stage.DB_ONLY,
+                                   sync_interval=0.1)
+    locker = create_engine(running_pg.url, isolation_level="AUTOCOMMIT")
+    try:
+        for i in range(4):
+            jobs[f"k{i}"] = {"i": i}
+        assert wait_until(lambda: client_connections(counter) == 1, 15)
+        read: list[Any] = []
+        with locker.connect() as lock_conn:
+            lock_conn.exec_driver_sql("BEGIN")
+            lock_conn.exec_driver_sql(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+            threads = [threading.Thread(target=lambda i=i: read.append(jobs[f"k{i}"]))
+                       for i in range(4)]
+            for thread in threads:
+                thread.start()
+            grew = wait_until(lambda: client_connections(counter) >= 1 + 4, 15)
+            lock_conn.exec_driver_sql("COMMIT")
+        for thread in threads:
+            thread.join(30)
+        assert grew, "four blocked readers should hold four connections of the store's pool"
+        assert sorted(value["i"] for value in read) == [0, 1, 2, 3]
+        locker.dispose()
+        assert wait_until(lambda: client_connections(counter) == 1, 20)
+        assert jobs["k0"] == {"i": 0}
+    finally:
+        jobs.close()
+        locker.dispose()
