@@ -8,6 +8,7 @@ On a private PostgreSQL server, so that nobody else's connections are counted.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, text
 
 from jobstore import JobStore, Stage
+from jobstore.db.engine import create_store_engine
 from workers.pg_cluster import PgCluster, wait_until
 from workers.pg_service import ServiceProcess, close_all
 
@@ -98,3 +100,35 @@ def test_a_store_whose_threads_contend_grows_its_pool_then_returns_to_one_connec
     finally:
         jobs.close()
         locker.dispose()
+
+
+def test_a_pool_used_across_a_fork_never_hands_the_child_a_connection_of_the_parent(
+        running_pg: PgCluster) -> None:
+    """Even without the store's fork hook (``engine.dispose(close=False)``), a forked child's
+    checkout opens a server session of its own, and the parent's idle one still works after
+    the child has exited."""
+    engine = create_store_engine(running_pg.url)
+    try:
+        with engine.connect() as conn:
+            parent_backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its backend, exit without cleanup
+            code = 1
+            try:
+                with engine.connect() as conn:
+                    os.write(write, str(conn.exec_driver_sql(
+                        "SELECT pg_backend_pid()").scalar_one()).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        child_backend = int(os.read(read, 100) or b"0")
+        os.close(read)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_backend not in (0, parent_backend)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == parent_backend
+    finally:
+        engine.dispose()

