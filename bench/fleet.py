@@ -135,15 +135,18 @@ def run(processes: int, through_pgbouncer: bool) -> FleetRun:
             bouncer = PgBouncer(cluster, pool_size=20)
         url = bouncer.url if bouncer else cluster.url
         admin.init(url, table=TABLE, stage=Stage.DUAL_WRITE)
-        for _ in range(processes):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "bench.fleet", "--worker", url], text=True,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+        errors = os.path.join(cluster.root, "workers.err")
+        with open(errors, "a") as err:
+            for _ in range(processes):
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "bench.fleet", "--worker", url], text=True,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err))
         for proc in procs:
             assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("a service process exited before its first write")
+            if not proc.stdout.readline():
+                with open(errors) as err:
+                    raise RuntimeError("a service process exited before its first write: "
+                                       + err.read()[-1500:])
         time.sleep(SETTLE_S)
         writing = max(sample(cluster.url, 3.0))
         seen = sum(1 for i in admin.status(url, table=TABLE).instances if i.live)

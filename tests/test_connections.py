@@ -132,3 +132,23 @@ def test_a_pool_used_across_a_fork_never_hands_the_child_a_connection_of_the_par
             assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == parent_backend
     finally:
         engine.dispose()
+
+
+def test_a_store_opened_and_used_from_one_thread_never_opens_a_second_connection(
+        running_pg: PgCluster, counter: Connection) -> None:
+    """Opening (schema, upgrade, stage row) and the first writes and loop rounds check out one
+    connection at a time: a nested checkout would show as a second connection, kept for the
+    pool's linger (2 s) after it."""
+    table = f"conn_{uuid.uuid4().hex[:8]}"
+    jobs: JobStore[Any] = JobStore(running_pg.url, table=table, stage=Stage.DUAL_WRITE,
+                                   sync_interval=0.05)
+    try:
+        seen = [client_connections(counter)]
+        for i in range(20):
+            jobs[f"k{i}"] = {"i": i}
+            seen.append(client_connections(counter))
+        jobs.sync()
+        seen.append(client_connections(counter))
+        assert max(seen) == 1, seen
+    finally:
+        jobs.close()
