@@ -10,9 +10,8 @@ acknowledged (``jobs[key] = value`` returned) is looked up in the database.
 Reported: processes seen (live in ``status`` before the cutover), cutover time (the call),
 slowest process to follow (from the call's start until the last process ran ``db_only``),
 server connections held (the most ``pg_stat_activity`` showed while they wrote, from
-``SETTLE_S`` after the last one started, and from the
-cutover's start until 2 s after it: the cutover's own, and those of loops answering its verify
-while the callers write, are in that figure), writes
+``SETTLE_S`` after the last one started; and from the cutover's start until ``FOLLOW_S``
+after it, the cutover's own included), writes
 acknowledged and lost (acknowledged, then not in the database with that value; must be 0).
 
     python -m bench.fleet --processes 40
@@ -43,7 +42,10 @@ from workers.pg_cluster import PgCluster
 from workers.pgbouncer import PgBouncer
 
 TABLE = "fleet_jobs"
-SYNC_INTERVAL_S = 0.5
+SYNC_INTERVAL_S = 1.0
+FOLLOW_S = 10.0
+"""Seconds the fleet goes on writing after the cutover returned, for the processes it did not
+wait for (not live at its start) to follow too."""
 SETTLE_S = 4.0
 """Seconds the fleet writes before its connections are counted: a process that opened while
 the machine was busy may hold a second connection for the pool's linger (2 s) after it."""
@@ -55,6 +57,7 @@ WRITE_PAUSE_S = 0.2
 class FleetRun:
     processes: int
     through: str
+    max_overflow: str
     seen: int
     cutover_outcome: str
     cutover_s: float
@@ -124,7 +127,7 @@ def sample(server_url: str, seconds: float,
     return counts
 
 
-def run(processes: int, through_pgbouncer: bool) -> FleetRun:
+def run(processes: int, through_pgbouncer: bool, max_overflow: int | None = None) -> FleetRun:
     cluster = PgCluster()
     bouncer: PgBouncer | None = None
     procs: list[subprocess.Popen[str]] = []
@@ -135,12 +138,15 @@ def run(processes: int, through_pgbouncer: bool) -> FleetRun:
             bouncer = PgBouncer(cluster, pool_size=20)
         url = bouncer.url if bouncer else cluster.url
         admin.init(url, table=TABLE, stage=Stage.DUAL_WRITE)
+        env = dict(os.environ)
+        if max_overflow is not None:
+            env["JOBSTORE_POOL_MAX_OVERFLOW"] = str(max_overflow)
         errors = os.path.join(cluster.root, "workers.err")
         with open(errors, "a") as err:
             for _ in range(processes):
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "bench.fleet", "--worker", url], text=True,
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err))
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env))
         for proc in procs:
             assert proc.stdout is not None
             if not proc.stdout.readline():
@@ -157,7 +163,7 @@ def run(processes: int, through_pgbouncer: bool) -> FleetRun:
         started = time.time()
         result = admin.cutover(url, table=TABLE, timeout=60)
         cutover_s = time.time() - started
-        time.sleep(2)
+        time.sleep(FOLLOW_S)
         done.set()
         sampler.join(30)
         reports = []
@@ -179,7 +185,8 @@ def run(processes: int, through_pgbouncer: bool) -> FleetRun:
         finally:
             engine.dispose()
         lost = sum(1 for k, n in acked.items() if stored.get(k) != n)
-        return FleetRun(processes, "pgbouncer" if bouncer else "direct", seen,
+        return FleetRun(processes, "pgbouncer" if bouncer else "direct",
+                        env.get("JOBSTORE_POOL_MAX_OVERFLOW", "default"), seen,
                         result.outcome.value, round(cutover_s, 2), round(slowest, 2), writing,
                         max(during, default=0),
                         len(acked), lost, sum(r["error_count"] for r in reports))
@@ -202,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=40)
     parser.add_argument("--pgbouncer", action="store_true",
                         help="through a private PgBouncer (transaction mode, pool of 20)")
+    parser.add_argument("--max-overflow", type=int,
+                        help="JOBSTORE_POOL_MAX_OVERFLOW for the service processes")
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker, TABLE)
         return 0
-    outcome = run(args.processes, args.pgbouncer)
+    outcome = run(args.processes, args.pgbouncer, args.max_overflow)
     print(json.dumps(asdict(outcome)))
     return 0 if outcome.lost == 0 and outcome.cutover_outcome == "done" else 1
 

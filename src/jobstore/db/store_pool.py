@@ -8,7 +8,10 @@ holds one:
 
 - a checkout that finds no idle connection first borrows back the one a *lender* keeps (the
   hot path's, when no call of it runs: the lender gives it back to the pool) and then waits up
-  to ``patience`` (50 ms) for a connection another thread returns, before it opens another;
+  to ``patience`` (50 ms) for a connection another thread returns, before it opens another
+  (a returned connection goes to the waiting checkouts first, oldest first: a thread that
+  returns one and checks out again at once, as the loop does statement after statement, waits
+  its turn rather than taking it back before the waiting one has woken up);
   so the loop and the hot path take turns on one connection, and only threads that hold
   connections for longer than that (real contention, or a frozen server) make the pool grow;
 - the pool grows to ``pool_size + max_overflow`` (1 + 7 by default) while its threads contend,
@@ -30,6 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections import deque
 from contextvars import ContextVar
 from time import monotonic
 from typing import Any, Protocol
@@ -37,7 +41,6 @@ from typing import Any, Protocol
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
-from sqlalchemy.util import queue as sqla_queue
 
 PATIENCE_S = 0.05
 """Seconds a checkout waits for a connection of its own process before the pool grows."""
@@ -65,6 +68,16 @@ class Lender(Protocol):
         ...
 
 
+class _Waiter:
+    """A checkout waiting for a returned connection."""
+
+    __slots__ = ("event", "record")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.record: ConnectionPoolEntry | None = None
+
+
 class StorePool(QueuePool):
     """A `QueuePool` of one connection shared by a store's threads (see the module docstring)."""
 
@@ -84,7 +97,7 @@ class StorePool(QueuePool):
         self._contended_at = float("-inf")
         self._pid = os.getpid()
         self._lenders: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._waiting = 0
+        self._waiters: deque[_Waiter] = deque()
         self._waiting_lock = threading.Lock()
         self._giving_back = threading.local()
 
@@ -118,15 +131,10 @@ class StorePool(QueuePool):
         if self._pool.empty() and self._overflow >= 0:  # none idle, none to open within size
             self._borrow()
         if self._pool.empty() and self._overflow >= 0:
-            with self._waiting_lock:
-                self._waiting += 1
-            try:
-                return self._pool.get(True, self._patience)
-            except sqla_queue.Empty:
-                self._contended_at = monotonic()  # the pool grows, or waits at its limit
-            finally:
-                with self._waiting_lock:
-                    self._waiting -= 1
+            record = self._wait_for_return()
+            if record is not None:
+                return record
+            self._contended_at = monotonic()  # the pool grows, or waits at its limit
         try:
             return super()._do_get()
         except PoolTimeoutError as exc:
@@ -136,7 +144,13 @@ class StorePool(QueuePool):
         if record.record_info.get(_PID) != os.getpid():  # type: ignore[union-attr]
             _ABANDONED.append(record)
             return
-        if self._overflow > 0 and not self._waiting and self._quiet() \
+        with self._waiting_lock:
+            if self._waiters:  # first come, first served: the returning thread may not jump
+                waiter = self._waiters.popleft()
+                waiter.record = record
+                waiter.event.set()
+                return
+        if self._overflow > 0 and self._quiet() \
                 and not getattr(self._giving_back, "active", False):
             try:
                 record.close()
@@ -144,6 +158,18 @@ class StorePool(QueuePool):
                 self._dec_overflow()
             return
         super()._do_return_conn(record)
+
+    def _wait_for_return(self) -> ConnectionPoolEntry | None:
+        """A connection another thread returns within ``patience``, handed over in the order
+        the waits began; None after the patience."""
+        waiter = _Waiter()
+        with self._waiting_lock:
+            self._waiters.append(waiter)
+        waiter.event.wait(self._patience)
+        with self._waiting_lock:
+            if waiter.record is None:
+                self._waiters.remove(waiter)
+        return waiter.record
 
     def _quiet(self) -> bool:
         """Whether no checkout has outwaited its patience for ``linger`` seconds."""
@@ -168,7 +194,7 @@ class StorePool(QueuePool):
         self._overflow = 0 - self.size()
         self._overflow_lock = threading.Lock()
         self._lenders = weakref.WeakSet()
-        self._waiting = 0
+        self._waiters = deque()
         self._waiting_lock = threading.Lock()
         self._giving_back = threading.local()
         self._pid = os.getpid()
