@@ -15,6 +15,8 @@ Commands (plain JSON job values):
   {"op": "wait", "key": K, "field": F, "equals": X, "limit": S}
         reads jobs[K] every 2 ms until jobs[K][F] == X -> {"at": monotonic time seen, "reads": n}
         or, after S seconds, {"error": "timeout", "last": value}
+  {"op": "fork"}                                forks a child that holds the store and serves
+                                                nothing (it sleeps until killed) -> {"pid": child}
   {"op": "close"}                               closes the store and exits
 Monotonic time is the system-wide CLOCK_MONOTONIC, comparable between processes.
 """
@@ -22,6 +24,7 @@ Monotonic time is the system-wide CLOCK_MONOTONIC, comparable between processes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -65,6 +68,12 @@ def answer(jobs: JobStore[Any], command: dict[str, Any]) -> dict[str, Any]:
                 return {"at": time.monotonic(), "reads": reads}
             time.sleep(0.002)
         return {"error": "timeout", "last": value}
+    if op == "fork":
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only sleeps, and is SIGKILLed
+            while True:
+                time.sleep(3600)
+        return {"pid": child}
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -3,21 +3,27 @@ a listing (`ls`)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from ..codec import read_document
+from ..db import liveness
 from ..db.control import InvalidStageRow
 from ..db.integrity import sqlite_damage
 from ..db.jobs import JobEvent, JobRow
+from ..db.liveness import Pruned, why_pruned
 from ..exceptions import DecodeError, StoreUnavailableError
+from ..logs import ADMIN, emit
 from ..shim.journal_files import JournalFile, journal_files
 from ..timefmt import as_utc, json_time
 from ..verify import FieldDiff, diff_documents
 from .exits import ExitCode
 from .instances import InstanceInfo, instances
-from .target import UrlLike, open_target
+from .target import Target, UrlLike, open_target
 
 DEFAULT_LS_LIMIT = 50
 
@@ -39,6 +45,8 @@ class StatusResult:
     """Queue journals on this host holding writes the database has not taken yet."""
     stage_invalid: str | None = None
     """Why the control row holds no valid stage (``stage`` is None then), with the repair."""
+    pruned: tuple[Pruned, ...] = ()
+    """Heartbeat rows deleted before reading: instances gone, or dated in the future."""
 
     @property
     def live(self) -> tuple[InstanceInfo, ...]:
@@ -62,6 +70,9 @@ class StatusResult:
             "live_instances": len(self.live), "stale_instances": len(self.stale),
             "instances": [i.to_dict() for i in self.instances],
             "queue_journals": [j.to_dict() for j in self.journals],
+            "pruned": [{"instance_id": p.heartbeat.instance_id, "host": p.heartbeat.host,
+                        "pid": p.heartbeat.pid, "standing": p.standing.value,
+                        "why": why_pruned(p)} for p in self.pruned],
         }
 
 
@@ -83,6 +94,7 @@ def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
         except InvalidStageRow as exc:
             state, invalid = None, exc
         by_status = target.rows.count_by_status()
+        pruned = prune_quietly(target)
         found = instances(target)
         return StatusResult(
             url=target.url, table=target.table,
@@ -97,7 +109,23 @@ def status(url: UrlLike = None, *, table: str | None = None) -> StatusResult:
             instances=tuple(found),
             journals=tuple(journal_files(target.engine.url, target.table)),
             stage_invalid=None if invalid is None else target.scrub(str(invalid)),
+            pruned=pruned,
         )
+
+
+def prune_quietly(target: Target) -> tuple[Pruned, ...]:
+    """The rows of gone and future instances deleted (`jobstore.db.liveness`) and logged
+    (``admin.pruned``); nothing when the database does not let this user delete."""
+    try:
+        pruned = liveness.prune(target.control)
+    except DBAPIError:
+        return ()
+    for p in pruned:
+        emit(ADMIN, logging.INFO, "admin.pruned",
+             "table %(table)r: deleted the heartbeat row of %(pruned)s (pid %(pid)d on "
+             "%(host)s): %(why)s", table=target.table, pruned=p.heartbeat.instance_id,
+             pid=p.heartbeat.pid, host=p.heartbeat.host, why=why_pruned(p))
+    return pruned
 
 
 @dataclass(frozen=True)

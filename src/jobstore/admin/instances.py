@@ -8,13 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from ..db.heartbeat import Heartbeat
+from ..db.liveness import Standing, age_of, standing
 from ..timefmt import json_time, utcnow
 from .target import Target
 
-STALE_AFTER_INTERVALS = 3
-"""An instance whose heartbeat is older than this many of its own sync intervals is stale."""
-MIN_STALE_AFTER_S = 1.0
-"""...but never sooner than this: a loaded machine can delay a 0.1 s loop by a few tenths."""
 POLL_S = 0.1
 """Seconds between two reads of the heartbeats (or verify reports) while a command waits."""
 
@@ -25,19 +22,31 @@ class InstanceInfo(Heartbeat):
     whether the instance counts as live."""
 
     heartbeat_age_s: float
-    live: bool
+    """Seconds since the last heartbeat (0 for one dated ahead: see ``standing``)."""
+    standing: Standing
     malformed: tuple[str, ...] = ()
     """What in the heartbeat row could not be read (each such field shows a fallback)."""
+
+    @property
+    def live(self) -> bool:
+        return self.standing is Standing.LIVE
 
     @property
     def name(self) -> str:
         """How a person should read this instance: host and pid."""
         return f"{self.host} pid {self.pid}"
 
+    @property
+    def silence(self) -> str:
+        """How an instance that stopped beating is named: id, host, pid, for how long."""
+        return (f"{self.instance_id} ({self.name}) silent for {self.heartbeat_age_s:.0f} s: "
+                "hung or killed")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "instance_id": self.instance_id, "host": self.host, "pid": self.pid,
             "stage": self.stage, "pinned": self.pinned, "live": self.live,
+            "standing": self.standing.value,
             "started_at": self.started_at.isoformat(),
             "heartbeat_at": self.heartbeat_at.isoformat(),
             "heartbeat_age_s": round(self.heartbeat_age_s, 3),
@@ -52,24 +61,19 @@ class InstanceInfo(Heartbeat):
         }
 
 
-def stale_after(sync_interval: float) -> float:
-    return max(STALE_AFTER_INTERVALS * sync_interval, MIN_STALE_AFTER_S)
-
-
-def instances(target: Target, now: datetime | None = None) -> list[InstanceInfo]:
-    """Every instance of this table with a heartbeat row, live ones first."""
+def instances(target: Target, now: datetime | None = None,
+              rows: list[dict[str, Any]] | None = None) -> list[InstanceInfo]:
+    """Every instance of this table with a heartbeat row (``rows``, read when not given),
+    live ones first; how each stands is `jobstore.db.liveness`'s judgement."""
     now = now or utcnow()
     found = []
-    for beat, malformed in map(Heartbeat.read, target.control.instances()):
-        age = (now - beat.heartbeat_at).total_seconds()
-        if beat.heartbeat_at.microsecond == 0:
-            # A column made before MySQL/MariaDB kept microseconds holds whole seconds: the
-            # heartbeat may be up to a second younger than it reads.
-            age = max(age - 1.0, 0.0)
+    for beat, malformed in map(Heartbeat.read, target.control.instances() if rows is None
+                               else rows):
         values = {f.name: getattr(beat, f.name) for f in fields(Heartbeat)}
         values["last_error"] = target.scrub(beat.last_error) if beat.last_error else None
-        found.append(InstanceInfo(**values, heartbeat_age_s=max(age, 0.0),
-                                  live=age < stale_after(beat.sync_interval),
+        found.append(InstanceInfo(**values,
+                                  heartbeat_age_s=max(age_of(beat.heartbeat_at, now), 0.0),
+                                  standing=standing(beat, malformed, now),
                                   malformed=malformed))
     found.sort(key=lambda i: (not i.live, i.host, i.pid, i.instance_id))
     return found

@@ -3,8 +3,7 @@ waits until every live instance reports running the new stage."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -12,10 +11,12 @@ from .._compat import StrEnum
 from ..db.control import InvalidStageRow
 from ..exceptions import StageError
 from ..stages import Stage, may_hide_jobs
+from .barrier import Wait, wait_for
 from .exits import ExitCode
-from .instances import POLL_S, InstanceInfo, instances
+from .instances import InstanceInfo, instances
 from .outcome_log import logs_cutover, logs_stage_change
 from .rollback_guard import HiddenJobs, hidden_by_memory, log_forced
+from .rollcall import roll_call
 from .target import Target, UrlLike, actor, open_target
 from .verify import DEFAULT_TIMEOUT_S, ProgressFn, VerifyProgress, VerifyResult, verify_in
 
@@ -31,7 +32,8 @@ class BarrierProgress:
 
 @dataclass(frozen=True)
 class BarrierResult:
-    """Which live instances reported running ``stage`` before the timeout, and which not."""
+    """Which instances of the roll call reported running ``stage`` before the timeout, and
+    which not."""
 
     stage: str
     reached: tuple[InstanceInfo, ...]
@@ -39,13 +41,19 @@ class BarrierResult:
     """Live instances still running another stage when the time ran out."""
     pinned: tuple[InstanceInfo, ...]
     """Live instances pinned to another stage by ``JOBSTORE_STAGE``: they will not follow."""
-    lost: tuple[InstanceInfo, ...]
-    """Instances that stopped beating while we waited: not waited for."""
+    silent: tuple[InstanceInfo, ...]
+    """Instances live at the start that stopped beating before they ran it: hung or killed."""
     elapsed_s: float
+    closed: tuple[InstanceInfo, ...] = ()
+    """Instances that closed their store meanwhile."""
+    skipped: tuple[InstanceInfo, ...] = ()
+    """Instances the operator named to skip."""
+    skip_unmatched: tuple[str, ...] = ()
+    """Names given to skip that match no listed instance."""
 
     @property
     def ok(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.silent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,7 +61,10 @@ class BarrierResult:
             "reached": [i.instance_id for i in self.reached],
             "missing": [i.to_dict() for i in self.missing],
             "pinned": [i.to_dict() for i in self.pinned],
-            "lost": [i.to_dict() for i in self.lost],
+            "silent": [i.to_dict() for i in self.silent],
+            "closed": [i.instance_id for i in self.closed],
+            "skipped": [i.instance_id for i in self.skipped],
+            "skip_unmatched": list(self.skip_unmatched),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -61,26 +72,37 @@ class BarrierResult:
 Progress = Callable[[VerifyProgress | BarrierProgress], None]
 
 
-def wait_for_stage(target: Target, stage: Stage, *, timeout: float,
+def wait_for_stage(target: Target, stage: Stage, *, timeout: float, skip: Sequence[str] = (),
+                   command: str = "stage",
                    progress: Callable[[BarrierProgress], None] | None = None) -> BarrierResult:
-    """Poll heartbeats until every live, unpinned instance reports ``stage``, or ``timeout``."""
-    started = time.monotonic()
-    seen_live: dict[str, InstanceInfo] = {}
-    while True:
-        elapsed = time.monotonic() - started
-        current = instances(target)
-        live = [i for i in current if i.live]
-        seen_live.update((i.instance_id, i) for i in live)
-        live_ids = {i.instance_id for i in live}
-        pinned = tuple(i for i in live if i.pinned and i.pinned != stage.value)
-        reached = tuple(i for i in live if i.stage == stage.value)
-        waiting = tuple(i for i in live if i.stage != stage.value and i not in pinned)
+    """Poll heartbeats until every instance live at the start (or since), and not pinned to
+    another stage, reports ``stage``; or until it closed its store, fell silent, or
+    ``timeout``."""
+    roll = roll_call(target, skip, command=command)
+    pinned: dict[str, InstanceInfo] = {}
+
+    def holds_out(i: InstanceInfo) -> bool:
+        return bool(i.pinned) and i.pinned != stage.value
+
+    def runs_it(now: dict[str, InstanceInfo]) -> set[str]:
+        pinned.update((k, i) for k, i in now.items() if i.live and holds_out(i))
+        return {k for k, i in now.items() if i.stage == stage.value or holds_out(i)}
+
+    def show(state: Wait) -> None:
         if progress is not None:
-            progress(BarrierProgress(stage.value, reached, waiting, elapsed, timeout))
-        if not waiting or elapsed >= timeout:
-            lost = tuple(i for k, i in seen_live.items() if k not in live_ids)
-            return BarrierResult(stage.value, reached, waiting, pinned, lost, elapsed)
-        time.sleep(min(POLL_S, max(timeout - elapsed, 0.0)))
+            progress(BarrierProgress(stage.value, _reached(state, pinned), state.waiting,
+                                     state.elapsed_s, timeout))
+
+    state = wait_for(target, roll, runs_it, timeout=timeout, joins=lambda _: True,
+                     progress=show)
+    return BarrierResult(stage.value, _reached(state, pinned), state.waiting,
+                         tuple(pinned.values()), state.silent, state.elapsed_s,
+                         closed=state.closed, skipped=roll.skipped,
+                         skip_unmatched=roll.unmatched)
+
+
+def _reached(state: Wait, pinned: dict[str, InstanceInfo]) -> tuple[InstanceInfo, ...]:
+    return tuple(i for i in state.answered if i.instance_id not in pinned)
 
 
 @dataclass(frozen=True)
@@ -118,8 +140,10 @@ class StageChange:
 @logs_stage_change
 def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = None,
               force: bool = False, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+              skip: Sequence[str] = (),
               progress: Callable[[BarrierProgress], None] | None = None) -> StageChange:
-    """Set the stage every process follows, then wait until the live ones run it.
+    """Set the stage every process follows, then wait until the live ones run it (those
+    named in ``skip`` excepted; one that falls silent makes the exit code TIMEOUT).
 
     Refused without ``force``: ``db_only`` (use `cutover`, which verifies first), and
     ``memory`` while the database holds jobs that no live dict holds (they would disappear
@@ -140,7 +164,7 @@ def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = No
             return replace(_change(target, None, new, force=force, wait=wait,
                                    timeout=timeout, reason=f"jobstore stage {new.value} "
                                    f"--force over an invalid row ({exc.value})",
-                                   progress=progress), previous=exc.value)
+                                   skip=skip, progress=progress), previous=exc.value)
         current = state.stage if state else None
         if new is Stage.DB_ONLY and current is not Stage.DB_ONLY and not force:
             return StageChange(
@@ -148,12 +172,13 @@ def set_stage(stage: Stage | str, url: UrlLike = None, *, table: str | None = No
                 refused="db_only drops every process's dict: run `jobstore cutover`, which "
                         "verifies first and waits for every instance, or pass --force")
         return _change(target, current, new, force=force, wait=wait, timeout=timeout,
-                       reason=f"jobstore stage {new.value}", progress=progress)
+                       reason=f"jobstore stage {new.value}", skip=skip, progress=progress)
 
 
 @logs_stage_change
 def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str | None = None,
              force: bool = False, wait: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+             skip: Sequence[str] = (),
              progress: Callable[[BarrierProgress], None] | None = None) -> StageChange:
     """Move one stage back (or back to ``to``), then wait until the live instances run it.
 
@@ -179,11 +204,12 @@ def rollback(url: UrlLike = None, *, table: str | None = None, to: Stage | str |
                     f"--to {new.value} is not before the current stage {current.value}: "
                     "rollback only moves back (use `jobstore stage` or `jobstore cutover`)")
         return _change(target, current, new, force=force, wait=wait, timeout=timeout,
-                       reason=f"rollback from {current.value}", progress=progress)
+                       reason=f"rollback from {current.value}", skip=skip, command="rollback",
+                       progress=progress)
 
 
 def _change(target: Target, current: Stage | None, new: Stage, *, force: bool, wait: bool,
-            timeout: float, reason: str,
+            timeout: float, reason: str, skip: Sequence[str], command: str = "stage",
             progress: Callable[[BarrierProgress], None] | None) -> StageChange:
     hidden: HiddenJobs | None = None
     if current is not None and may_hide_jobs(current, new):
@@ -199,7 +225,8 @@ def _change(target: Target, current: Stage | None, new: Stage, *, force: bool, w
         target.control.set_stage(new, actor(), reason)
         if hidden is not None and hidden.hidden:
             log_forced(target, _value(current), hidden)
-    barrier = (wait_for_stage(target, new, timeout=timeout, progress=progress)
+    barrier = (wait_for_stage(target, new, timeout=timeout, skip=skip,
+                              command=command, progress=progress)
                if wait else None)
     return StageChange(target.url, target.table, _value(current), new.value, changed=changed,
                        barrier=barrier,
@@ -271,20 +298,25 @@ class CutoverResult:
 @logs_cutover
 def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = False,
             dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
+            skip: Sequence[str] = (),
             confirm: Callable[[tuple[str, ...]], bool] | None = None,
             progress: Progress | None = None) -> CutoverResult:
     """Verify, then set ``db_only`` and wait until every live instance runs it.
 
     Refused (unless ``force``) on any drift, while any instance has writes queued or failed,
     while an instance is pinned to another stage by ``JOBSTORE_STAGE``, and when a live
-    instance does not answer verify within ``timeout`` seconds. ``dry_run`` returns the plan
-    without changing anything; ``confirm`` (given the plan) can still say no.
+    instance does not answer verify within ``timeout`` seconds or stops beating before it
+    answers (hung or killed): then the stage stays as it was. ``skip`` names instances not
+    to wait for, each by its id or a unique prefix (logged as ``admin.skipped``).
+    ``dry_run`` returns the plan without changing anything; ``confirm`` (given the plan)
+    can still say no.
     """
     with open_target(url, table) as target:
         state = target.control.read_stage()
         previous = state.stage if state else None
         if previous is Stage.DB_ONLY:
-            barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, progress=progress)
+            barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, skip=skip,
+                                     command="cutover", progress=progress)
             outcome = (CutoverOutcome.ALREADY if barrier.ok
                        else CutoverOutcome.BARRIER_TIMEOUT)
             return CutoverResult(target.url, target.table, outcome, previous.value,
@@ -293,14 +325,17 @@ def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = Fals
         checked: VerifyResult | None = None
         if live:
             verify_progress: ProgressFn | None = progress
-            checked = verify_in(target, timeout=timeout, progress=verify_progress)
+            checked = verify_in(target, timeout=timeout, skip=skip, progress=verify_progress,
+                                command="cutover")
+            skipped = {i.instance_id for i in checked.skipped}
+            live = [i for i in live if i.instance_id not in skipped]
         reasons, unverified = _refusals(live, checked, timeout)
         plan = _plan(target, previous, live, timeout)
         base = CutoverResult(target.url, target.table, CutoverOutcome.REFUSED, _value(previous),
                              reasons=tuple(reasons), forced=bool(reasons), plan=plan,
                              verify=checked)
         if reasons and not force:
-            outcome = (CutoverOutcome.UNVERIFIED if unverified and len(reasons) == 1
+            outcome = (CutoverOutcome.UNVERIFIED if unverified == len(reasons)
                        else CutoverOutcome.REFUSED)
             return replace(base, outcome=outcome, forced=False)
         if dry_run:
@@ -309,13 +344,15 @@ def cutover(url: UrlLike = None, *, table: str | None = None, force: bool = Fals
             return replace(base, outcome=CutoverOutcome.CANCELLED)
         target.control.set_stage(Stage.DB_ONLY, actor(),
                                  "cutover --force" if reasons else "cutover")
-        barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, progress=progress)
+        barrier = wait_for_stage(target, Stage.DB_ONLY, timeout=timeout, skip=skip,
+                                 command="cutover", progress=progress)
         return replace(base, barrier=barrier, outcome=(
             CutoverOutcome.DONE if barrier.ok else CutoverOutcome.BARRIER_TIMEOUT))
 
 
 def _refusals(live: list[InstanceInfo], checked: VerifyResult | None,
-              timeout: float) -> tuple[list[str], bool]:
+              timeout: float) -> tuple[list[str], int]:
+    """Why cutover refuses, and how many of those reasons are instances not heard from."""
     reasons: list[str] = []
     if checked is not None and checked.drifts:
         reasons.append(f"verify found {len(checked.drifts)} drift(s) in "
@@ -337,10 +374,15 @@ def _refusals(live: list[InstanceInfo], checked: VerifyResult | None,
     if checked is not None and checked.malformed:
         reasons.append(f"{len(checked.malformed)} verify answer(s) are not reports: "
                        f"{_names([m.instance_id for m in checked.malformed])}")
-    unverified = bool(checked is not None and checked.unanswered)
+    unverified = 0 if checked is None else bool(checked.unanswered) + bool(checked.silent)
     if checked is not None and checked.unanswered:
         reasons.append(f"{len(checked.unanswered)} live instance(s) did not answer verify "
                        f"within {timeout:g} s: {_names([i.name for i in checked.unanswered])}")
+    if checked is not None and checked.silent:
+        reasons.append(f"{len(checked.silent)} instance(s) stopped beating before they "
+                       f"answered verify: {_names([i.silence for i in checked.silent])}; "
+                       "their dicts were not checked. If one is known dead, rerun (it is "
+                       "no longer expected) or pass --skip INSTANCE")
     return reasons, unverified
 
 

@@ -49,9 +49,9 @@ def _stage_change(level: int, done: dict[str, Any]) -> None:
         outcome = f"refused: {done['refused']}"
     elif not done["changed"]:
         outcome = "unchanged"
-    elif barrier.get("missing"):
+    elif barrier.get("missing") or barrier.get("silent"):
         outcome = (f"set, but {len(barrier['missing'])} live instance(s) did not run it "
-                   "in time")
+                   f"in time and {len(barrier['silent'])} fell silent (hung or killed)")
     else:
         outcome = "set"
     emit(ADMIN, level, "admin.stage",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +17,10 @@ from ..exceptions import DecodeError, JobStoreError
 from ..snapshot import read_dump
 from ..timefmt import as_utc, utcnow
 from ..verify import Drift, DriftKind, VerifyReport, diff_documents, parse_report
+from .barrier import Wait, wait_for
 from .exits import ExitCode
-from .instances import POLL_S, InstanceInfo, instances
+from .instances import InstanceInfo
+from .rollcall import roll_call
 from .target import Target, UrlLike, actor, open_target
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -74,8 +76,15 @@ class VerifyResult:
     reports: tuple[VerifyReport, ...]
     unanswered: tuple[InstanceInfo, ...] = ()
     """Live instances that did not answer before the timeout."""
-    lost: tuple[InstanceInfo, ...] = ()
-    """Instances that stopped beating while we waited (they died or hang); not waited for."""
+    silent: tuple[InstanceInfo, ...] = ()
+    """Instances live at the start that stopped beating before they answered: hung or
+    killed. Their dicts were not checked, so the result is not complete."""
+    closed: tuple[InstanceInfo, ...] = ()
+    """Instances that closed their store (writing their dict back) before they answered."""
+    skipped: tuple[InstanceInfo, ...] = ()
+    """Instances the operator named to skip (``--skip``): not asked."""
+    skip_unmatched: tuple[str, ...] = ()
+    """Names given to skip that match no listed instance."""
     elapsed_s: float = 0.0
     snapshot: str | None = None
     malformed: tuple[MalformedReport, ...] = ()
@@ -94,7 +103,7 @@ class VerifyResult:
 
     @property
     def complete(self) -> bool:
-        return bool(self.reports) and not self.unanswered
+        return bool(self.reports) and not self.unanswered and not self.silent
 
     @property
     def consistent(self) -> bool:
@@ -111,7 +120,7 @@ class VerifyResult:
     @property
     def exit_code(self) -> ExitCode:
         """DRIFT when a drift (or an answer that is not a report) was found, else TIMEOUT
-        when not everyone answered, else OK."""
+        when not everyone answered (or one fell silent), else OK."""
         if self.drifts or self.malformed:
             return ExitCode.DRIFT
         return ExitCode.OK if self.complete else ExitCode.TIMEOUT
@@ -126,7 +135,10 @@ class VerifyResult:
             "queued_writes": self.queued_writes, "failed_writes": self.failed_writes,
             "reports": [_report_summary(r) for r in self.reports],
             "unanswered": [i.to_dict() for i in self.unanswered],
-            "lost": [i.to_dict() for i in self.lost],
+            "silent": [i.to_dict() for i in self.silent],
+            "closed": [i.to_dict() for i in self.closed],
+            "skipped": [i.to_dict() for i in self.skipped],
+            "skip_unmatched": list(self.skip_unmatched),
             "malformed": [m.to_dict() for m in self.malformed],
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -142,52 +154,47 @@ ProgressFn = Callable[[VerifyProgress], None]
 
 
 def verify(url: UrlLike = None, *, table: str | None = None,
-           timeout: float = DEFAULT_TIMEOUT_S,
+           timeout: float = DEFAULT_TIMEOUT_S, skip: Sequence[str] = (),
            progress: ProgressFn | None = None) -> VerifyResult:
     """Ask every live instance to compare its dict with the database, and merge the answers.
 
     Each instance re-reads a key before calling it drift (see `JobStore.verify`). The call
     waits until every instance that was live and running when the request was made has
-    answered, or ``timeout`` seconds; those that did not are named in ``unanswered``.
+    answered, closed its store or stopped beating, or ``timeout`` seconds; those that did
+    not answer are named in ``unanswered`` (live) and ``silent`` (hung or killed), and
+    either makes the exit code TIMEOUT. ``skip`` names instances not to wait for (an id or
+    a unique prefix of one each), logged as ``admin.skipped``.
     """
     with open_target(url, table) as target:
-        return verify_in(target, timeout=timeout, progress=progress)
+        return verify_in(target, timeout=timeout, skip=skip, progress=progress)
 
 
-def verify_in(target: Target, *, timeout: float, progress: ProgressFn | None = None
-              ) -> VerifyResult:
-    """`verify` on a database that is already open (cutover uses it)."""
+def verify_in(target: Target, *, timeout: float, skip: Sequence[str] = (),
+              progress: ProgressFn | None = None, command: str = "verify") -> VerifyResult:
+    """`verify` on a database that is already open (cutover uses it): the request, then the
+    wait for every instance live when it was made (`jobstore.admin.barrier`)."""
     started = time.monotonic()
     request_id = target.control.request_verify(actor())
-    requested_at = utcnow()
-    expected = {i.instance_id: i for i in instances(target)
-                if i.live and i.started_at <= requested_at}
-    lost: dict[str, InstanceInfo] = {}
+    roll = roll_call(target, skip, command=command, started_before=utcnow())
     answers: dict[str, str] = {}
-    while True:
-        answers = target.control.reports(request_id)
-        elapsed = time.monotonic() - started
-        now_seen = {i.instance_id: i for i in instances(target)}
-        for instance_id in list(expected):
-            current = now_seen.get(instance_id)
-            if instance_id not in answers and (current is None or not current.live):
-                lost[instance_id] = current or expected[instance_id]
-                del expected[instance_id]
-        waiting = [i for i in expected if i not in answers]
+
+    def answered(_: dict[str, InstanceInfo]) -> set[str]:
+        answers.update(target.control.reports(request_id))
+        return set(answers)
+
+    def show(state: Wait) -> None:
         if progress is not None:
-            progress(VerifyProgress(request_id, tuple(expected.values()),
-                                    tuple(i for i in expected if i in answers), elapsed,
-                                    timeout))
-        if not waiting or elapsed >= timeout:
-            break
-        time.sleep(min(POLL_S, max(timeout - elapsed, 0.0)))
+            progress(VerifyProgress(request_id, tuple(roll.expected.values()),
+                                    tuple(i.instance_id for i in state.answered),
+                                    state.elapsed_s, timeout))
+
+    state = wait_for(target, roll, answered, timeout=timeout, progress=show)
     reports, malformed = _read_answers(answers)
     return VerifyResult(
         url=target.url, table=target.table, source="instances", request_id=request_id,
-        reports=reports,
-        unanswered=tuple(expected[i] for i in waiting),
-        lost=tuple(lost.values()), elapsed_s=time.monotonic() - started,
-        malformed=malformed,
+        reports=reports, unanswered=state.waiting, silent=state.silent, closed=state.closed,
+        skipped=roll.skipped, skip_unmatched=roll.unmatched,
+        elapsed_s=time.monotonic() - started, malformed=malformed,
     )
 
 

@@ -24,6 +24,7 @@ from ..admin import (
     HistoryResult,
     ImportResult,
     InitResult,
+    InstanceInfo,
     LsResult,
     ShowResult,
     StageChange,
@@ -118,7 +119,7 @@ def stage_change(result: StageChange) -> None:
 
 def barrier(result: BarrierResult) -> None:
     out = stdout()
-    if not result.reached and not result.missing and not result.pinned:
+    if not (result.reached or result.missing or result.pinned or result.silent):
         out.print("  no live instance: processes read the stage when they start")
     elif result.ok:
         out.print(f"{OK} every live instance runs {esc(result.stage)} "
@@ -132,8 +133,23 @@ def barrier(result: BarrierResult) -> None:
     for i in result.pinned:
         out.print(f"{WARN} {esc(i.name)} is pinned to {esc(i.pinned)} by JOBSTORE_STAGE and "
                   "will not follow")
-    for i in result.lost:
-        out.print(f"{WARN} {esc(i.name)} stopped beating while we waited")
+    for i in result.silent:
+        out.print(f"{BAD} {esc(i.silence)}: it stopped beating before it ran "
+                  f"{esc(result.stage)}")
+    skipped_and_closed(result.skipped, result.closed, result.skip_unmatched)
+
+
+def skipped_and_closed(skipped: tuple[InstanceInfo, ...], closed: tuple[InstanceInfo, ...],
+                       unmatched: tuple[str, ...]) -> None:
+    out = stdout()
+    for name in unmatched:
+        out.print(f"{WARN} --skip {esc(name)}: no listed instance has that id (gone from the "
+                  "listing already?); nothing of that name is waited for")
+    for i in skipped:
+        out.print(f"{WARN} skipped {esc(i.instance_id)} ({esc(i.name)}) as asked (--skip): "
+                  "not waited for")
+    for i in closed:
+        out.print(f"  {esc(i.name)} closed its store meanwhile (its dict was written back)")
 
 
 # verify ------------------------------------------------------------------------------------
@@ -147,14 +163,16 @@ def verify(result: VerifyResult) -> None:
         out.print(f"verify table {esc(result.table)} at {esc(result.url)}: "
                   f"{len(result.reports)} instance(s) answered in {result.elapsed_s:.1f} s, "
                   f"{result.checked} key(s) checked")
-    if result.source != "snapshot" and not result.reports and not result.unanswered:
+    if (result.source != "snapshot" and not result.reports and not result.unanswered
+            and not result.silent and not result.skipped):
         out.print(f"{BAD} no live instance to ask (none has beaten within 3 sync intervals). "
                   "To check a dump instead: jobstore verify --snapshot FILE")
     for i in result.unanswered:
         out.print(f"{BAD} no answer from {esc(i.name)} (stage {esc(i.stage)}, heartbeat "
                   f"{age(i.heartbeat_age_s)} ago)")
-    for i in result.lost:
-        out.print(f"{WARN} {esc(i.name)} stopped beating before it answered")
+    for i in result.silent:
+        out.print(f"{BAD} no answer from {esc(i.silence)}; its dict was not checked")
+    skipped_and_closed(result.skipped, result.closed, result.skip_unmatched)
     for m in result.malformed:
         out.print(f"{BAD} the answer of {esc(m.instance_id)} is malformed: {esc(m.reason)}")
     for report in result.reports:

@@ -6,6 +6,7 @@ from rich.table import Table
 
 from ..admin import InstanceInfo, StatusResult
 from ..db.heartbeat import RECENT_WINDOW_S
+from ..db.liveness import STALE_AFTER_INTERVALS, why_pruned
 from .render import WARN, age, esc, stdout, when
 
 SHADOW_STAGE = "shadow"
@@ -33,11 +34,15 @@ def status(result: StatusResult) -> None:
     counts = ", ".join(f"{esc(k)} {v}" for k, v in result.jobs_by_status.items())
     out.print(f"[bold]jobs[/bold]   {result.jobs}" + (f"  ({counts})" if counts else ""))
     out.print()
+    for p in result.pruned:
+        out.print(f"  removed {esc(p.heartbeat.instance_id)} ({esc(p.heartbeat.host)} pid "
+                  f"{p.heartbeat.pid}) from the listing: {esc(why_pruned(p))}")
     live, stale = result.live, result.stale
     if live:
         out.print(instance_table(f"Live instances ({len(live)})", live, result.stage))
     else:
-        out.print("[bold]Live instances[/bold]: none (no heartbeat within 3 sync intervals)")
+        out.print(f"[bold]Live instances[/bold]: none (no heartbeat within "
+                  f"{STALE_AFTER_INTERVALS} sync intervals)")
     if stale:
         out.print(instance_table(
             f"Stale instances ({len(stale)}): no heartbeat lately; figures as of their last",

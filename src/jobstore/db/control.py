@@ -196,10 +196,21 @@ class ControlPlane:
             if updated == 0:
                 _insert_ignoring_race(conn, insert(i), row)
 
+    def enter(self, heartbeat: Heartbeat) -> None:
+        """A store's first heartbeat, at open: one INSERT (its instance id is new)."""
+        with self.engine.connect() as conn:
+            _insert_ignoring_race(conn, insert(self.schema.instances),
+                                  heartbeat.as_row(self.job_table))
+
     def forget_instance(self, instance_id: str) -> None:
+        self.forget_instances([instance_id])
+
+    def forget_instances(self, instance_ids: list[str]) -> None:
+        """Delete these heartbeat rows: a store closed, or instances gone (`liveness`)."""
         i = self.schema.instances
         with self.engine.connect() as conn:
-            conn.execute(delete(i).where(i.c.instance_id == instance_id))
+            conn.execute(delete(i).where(i.c.job_table == self.job_table,
+                                         i.c.instance_id.in_(instance_ids)))
 
     def instances(self) -> list[dict[str, Any]]:
         """The heartbeat row of every instance of this job table, by host and pid (read one

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..admin import status
+from ..db.liveness import GONE_AFTER_INTERVALS, STALE_AFTER_INTERVALS
 from ..stages import Stage
 from .narrator import Narrator, RunCommand
 from .reader import Database, parse_time
@@ -58,6 +60,7 @@ class Demo(Narrator):
         self.spawned: list[Server] = []  # every server ever started, for the cleanup
         self.titles = iter(TITLES * 4)
         self.crashed_job = ""
+        self.killed = ""  # the instance id of the server A killed in act 1
         self.jobs: dict[str, str] = {}  # job id -> the server it was created on
         self.started = time.monotonic()
         env = {k: v for k, v in os.environ.items()
@@ -91,6 +94,10 @@ class Demo(Narrator):
         verb = "runs" if len(names) == 1 else "run"
         self.ok(f"{' and '.join(names)} {verb} [bold]{stage}[/], each says so when asked "
                 f"(they follow the stage row every {SYNC_INTERVAL_S:g} s)")
+
+    def live_instances(self) -> set[str]:
+        """The instance ids `jobstore status` lists as live now."""
+        return {i.instance_id for i in status(self.url, table=TABLE).live}
 
     def wait_completed(self, keys: list[str]) -> None:
         def done() -> bool:
@@ -129,6 +136,7 @@ class Demo(Narrator):
         job = server.request("get", job_id=job_id)["job"]
         self.step(f"job {job_id} created on A: {job['status']}")
         server.kill()
+        self.killed = str(server.ready["instance_id"])
         self.lost("server A SIGKILLed (a deploy, a crash, an out-of-memory kill)")
         server = self.start("A")
         if server.request("get", job_id=job_id)["job"] is not None:
@@ -141,7 +149,10 @@ class Demo(Narrator):
         self.heading()
         self.say("One command moves every process to dual_write: the dict stays the source of "
                  "truth and every write also goes to the database.")
-        self.cli("stage", Stage.DUAL_WRITE)
+        self.say(f"The A killed a moment ago ({self.killed}) was seen running a few "
+                 "heartbeats ago, so the gate would wait for it, and since a dead process "
+                 "never answers, exit 3 and change nothing. It is known dead: name it to skip.")
+        self.cli("stage", Stage.DUAL_WRITE, "--skip", self.killed)
         self.wait_stage(Stage.DUAL_WRITE)
         self.start("B")
         self.cli("status")
@@ -173,6 +184,7 @@ class Demo(Narrator):
                 20 <= row.payload["progress"] < 100)
         self.wait_for(f"job {job_id} to be mid-render in the database", mid_render)
         a.kill()
+        killed = str(a.ready["instance_id"])
         row = self.db.row(job_id)
         assert row is not None
         self.lost(f"server A SIGKILLed at {row.payload['progress']}% of job {job_id}")
@@ -190,6 +202,11 @@ class Demo(Narrator):
         also = f" (and {others} other job(s) it was rendering)" if others else ""
         self.ok(f"and resumes it from there{also}; all {len(self.jobs)} jobs are still listed "
                 "by both servers")
+        self.wait_for("the killed A to fall silent",
+                      lambda: killed not in self.live_instances())
+        self.ok(f"the killed A ({killed}) is no longer live: no heartbeat for "
+                f"{STALE_AFTER_INTERVALS} of its intervals, so no gate waits for it; its row "
+                f"leaves the listing after {GONE_AFTER_INTERVALS}")
         for server in (a, self.servers["B"]):
             listed = server.request("list")["jobs"]
             missing = sorted(set(self.jobs) - set(listed))

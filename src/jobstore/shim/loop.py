@@ -1,7 +1,9 @@
 """The background loop: one light thread per store that runs its sync rounds.
 
 It holds the store weakly, so a store the program forgot can still be collected; it is started
-lazily, restarted in a forked child (threads do not survive ``fork``) and stopped by ``close``.
+when the store opens (its first round one interval later: the store has just read the stage and
+written its first heartbeat), restarted in a forked child (threads do not survive ``fork``) and
+stopped by ``close``.
 A round that fails is logged when its reason is new (not once a round while the database is
 down), and the first round that succeeds after it is logged too.
 """
@@ -37,13 +39,15 @@ class BackgroundLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def ensure_started(self) -> None:
+    def ensure_started(self, *, delay: bool = False) -> None:
+        """Start the thread; with ``delay`` its first round waits one interval."""
         if self._thread is not None:
             return
         with self._start_lock:
             if self._thread is not None or self._stop.is_set():
                 return
-            thread = threading.Thread(target=self._run, name="jobstore-sync", daemon=True)
+            thread = threading.Thread(target=self._run, args=(delay,), name="jobstore-sync",
+                                      daemon=True)
             self._thread = thread
             thread.start()
 
@@ -54,12 +58,14 @@ class BackgroundLoop:
             thread.join(JOIN_TIMEOUT_S)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: the parent's thread is gone; a new one starts on next use."""
+        """In a forked child: the parent's thread is gone; the child starts a new one."""
         self._stop = threading.Event()
         self._thread = None
         self._start_lock = threading.Lock()
 
-    def _run(self) -> None:
+    def _run(self, delay: bool) -> None:
+        if delay and self._stop.wait(self.interval):
+            return
         while True:
             owner = self._owner()
             if owner is None:

@@ -86,14 +86,16 @@ class Parts(Generic[V]):
         if self.closed:
             raise JobStoreError("this JobStore is closed")
 
-    def start(self) -> None:
-        """Start the background loop at the store's first use."""
+    def start(self, *, delay: bool = False) -> None:
+        """Start the background loop (at open, and in a forked child); ``delay``: its first
+        round one interval from now."""
         if not self.loop_started and self.loop is not None:
             self.loop_started = True
-            self.loop.ensure_started()
+            self.loop.ensure_started(delay=delay)
 
     def ready(self) -> None:
-        """What every call but the hottest reads does first: refuse if closed, start the loop."""
+        """What every call but the hottest reads does first: refuse if closed, make sure the
+        loop runs."""
         if self.closed or not self.loop_started:
             self.check_open()
             self.start()
@@ -106,3 +108,5 @@ class Parts(Generic[V]):
         self.mismatch_log = PerKeyLimit()
         self.identity = Identity()
         self.loop_started = False
+        if self.loop is not None:
+            self.loop.reset_after_fork()

@@ -130,7 +130,7 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
             parts.health.note_error(exc)
         parts.set_stage(pinned or (state.stage if state else seed))
         adopt_dict_entries(parts)
-        parts.loop = BackgroundLoop(self, JobStore._sync_round, parts.sync_interval)
+        self._sync.begin(BackgroundLoop(self, JobStore._sync_round, parts.sync_interval))
         process.register(self)
         store_log.opened(parts, state)
 
@@ -319,11 +319,10 @@ class JobStore(DictMethods[K, V], StoreFacts[K, V], Generic[K, V]):
         return f"<JobStore {self.table} at {self.url} stage={self._parts.stage}>"
 
     def _after_fork_in_child(self) -> None:
-        """A forked child gets its own connections, lock, identity and loop."""
+        """A forked child gets its own connections, lock, identity and loop, started now."""
         self._parts.after_fork_in_child()
         self._engine.dispose(close=False)
-        if self._parts.loop is not None:
-            self._parts.loop.reset_after_fork()
+        self._parts.start()
 
 
 __all__ = ["JobStore", "JobVersion"]

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ..db.control import StageState
+from ..db.liveness import Pruned, why_pruned
 from ..logs import QUEUE, STAGE, STORE, emit
 from .parts import Parts
 
@@ -43,3 +44,12 @@ def closed(parts: Parts[Any], queued_before: int, unwritten: int) -> None:
              table=parts.table, queued_writes=queued,
              journal=journal.path if journal is not None and journal.path else
              "memory only (an in-memory database has no journal): lost at exit")
+
+
+def pruned(parts: Parts[Any], gone: Pruned) -> None:
+    """A heartbeat row of another instance deleted by this store's loop (`liveness`)."""
+    beat = gone.heartbeat
+    emit(STORE, logging.INFO, "store.pruned",
+         "table %(table)r: deleted the heartbeat row of %(pruned)s (pid %(pid)d on "
+         "%(host)s): %(why)s", table=parts.table, pruned=beat.instance_id, pid=beat.pid,
+         host=beat.host, why=why_pruned(gone), instance_id=parts.instance_id)

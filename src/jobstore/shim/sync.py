@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from ..db import liveness
 from ..db.control import InvalidStageRow, StageState
 from ..db.heartbeat import Heartbeat
 from ..exceptions import StoreUnavailableError
@@ -29,6 +30,7 @@ from .follow import StageFollower
 from .health import Clears
 from .held import answer_held_keys
 from .key_text import text_report
+from .loop import BackgroundLoop
 from .parts import Parts
 
 
@@ -37,6 +39,7 @@ class Sync:
         self.parts = parts
         self.follower = follower
         self._last_request = 0
+        self._rounds = 0
 
     def prepare_database(self, seed: Stage) -> StageState | None:
         """Create what is missing and note the verify requests made before this store began;
@@ -53,6 +56,20 @@ class Sync:
             if parts.pinned is None:  # a pinned store does not follow the row anyway
                 self.follower.invalid_row(exc)  # the store opens in its seed stage
             return None
+
+    def begin(self, loop: BackgroundLoop) -> None:
+        """At open: the first heartbeat (one INSERT), so the store is listed and counted by
+        the gate from now, not from its first call; then the loop, whose first round waits
+        one interval (at once when the journal holds writes to replay)."""
+        parts = self.parts
+        parts.loop = loop
+        if parts.schema_ready:
+            try:
+                with attempts_of(parts):
+                    parts.control.enter(self._beat())
+            except DBAPIError as exc:
+                parts.health.note_error(exc)  # the loop's rounds write it when they can
+        parts.start(delay=not len(parts.queue))
 
     def now(self) -> None:
         """``JobStore.sync()``: raises where the database is the authority and a change
@@ -109,7 +126,8 @@ class Sync:
                 write_back(parts)
                 drain_queue(parts)
                 self._clear_if_clean(errors)
-                self._heartbeat()
+                parts.control.beat(self._beat())
+                self._prune()
             self._answer_verify_requests()
         except DBAPIError as exc:
             if parts.rules.authority is Authority.DICT:
@@ -129,11 +147,19 @@ class Sync:
                 and not parts.tier.unencodable):
             parts.health.cleared(Clears.ROUND)
 
-    def _heartbeat(self) -> None:
+    def _prune(self) -> None:
+        """Once in `liveness.PRUNE_EVERY_ROUNDS` rounds: the rows of instances gone or dated
+        ahead deleted, so dead instances leave the listing without anyone's command."""
+        self._rounds += 1
+        if self._rounds % liveness.PRUNE_EVERY_ROUNDS == 0:
+            for gone in liveness.prune(self.parts.control):
+                store_log.pruned(self.parts, gone)
+
+    def _beat(self) -> Heartbeat:
         parts = self.parts
         identity, health = parts.identity, parts.health
         recent_checks, recent_mismatches = health.tally.recent()
-        parts.control.beat(Heartbeat(
+        return Heartbeat(
             instance_id=identity.instance_id, host=identity.host, pid=identity.pid,
             stage=parts.stage.value, pinned=parts.pinned.value if parts.pinned else None,
             started_at=identity.started_at, heartbeat_at=utcnow(),
@@ -144,7 +170,7 @@ class Sync:
             shadow_checks=health.tally.stage_checks, recent_shadow_checks=recent_checks,
             recent_shadow_mismatches=recent_mismatches, last_error=health.last_error,
             last_error_at=health.last_error_at,
-        ))
+        )
 
     def _answer_verify_requests(self) -> None:
         """Answer the newest request of each kind only: its answer, made after the ones
