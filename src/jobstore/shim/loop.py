@@ -23,6 +23,14 @@ from ..logs import LOOP, emit
 
 JOIN_TIMEOUT_S = 30.0
 
+Waiter = Callable[[threading.Event, float], bool]
+"""Waits between two rounds: given the stop event and the interval, True when stopped;
+False to run the next round (the interval is up, or a stage change was heard early)."""
+
+
+def _sleep(stop: threading.Event, interval: float) -> bool:
+    return stop.wait(interval)
+
 
 class BackgroundLoop:
     def __init__(self, owner: Any, round_fn: Callable[[Any], None], interval: float) -> None:
@@ -34,6 +42,8 @@ class BackgroundLoop:
         self._start_lock = threading.Lock()
         self._failing: str | None = None
         """The reason the last round failed; None after a round that succeeded."""
+        self.wait: Waiter = _sleep
+        """How the loop waits between rounds (`jobstore.db.stage_push` ends it early)."""
 
     @property
     def running(self) -> bool:
@@ -64,7 +74,7 @@ class BackgroundLoop:
         self._start_lock = threading.Lock()
 
     def _run(self, delay: bool) -> None:
-        if delay and self._stop.wait(self.interval):
+        if delay and self.wait(self._stop, self.interval):
             return
         while True:
             owner = self._owner()
@@ -77,7 +87,7 @@ class BackgroundLoop:
             else:
                 self._succeeded(owner)
             del owner
-            if self._stop.wait(self.interval):
+            if self.wait(self._stop, self.interval):
                 return
 
     def _failed(self, owner: Any, exc: Exception) -> None:
