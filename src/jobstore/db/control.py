@@ -114,9 +114,13 @@ class ControlPlane:
                     f"the database's jobstore schema is version {found}; this jobstore "
                     f"understands up to {SCHEMA_VERSION}: upgrade jobstore"
                 )
-            upgrade(self.engine, self.schema)
+        # One connection at a time: a second one checked out while the first is held would
+        # make the pool grow at every store's open (`jobstore.db.store_pool`).
+        upgrade(self.engine, self.schema)
+        seeded = self._stage_row() is not None
+        with self.engine.connect() as conn:
             self._record_layout(conn)
-            if self._stage_row() is None:
+            if not seeded:
                 _insert_ignoring_race(conn, insert(self.schema.control), {
                     "job_table": self.job_table, "stage": seed_stage.value,
                     "changed_at": utcnow(), "changed_by": "init", "reason": "seeded",
