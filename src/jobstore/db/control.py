@@ -32,9 +32,9 @@ from ..stages import Stage
 from ..timefmt import utcnow
 from . import row_values as rv
 from .engine import begin_statement, write_transaction
-from .stage_push import announce
 from .heartbeat import TIME_COLUMNS, Heartbeat
 from .schema import OLDEST_READER, SCHEMA_VERSION, Schema, create_schema
+from .stage_push import announce
 from .upgrade import upgrade
 
 COMPONENT = "jobstore"
