@@ -34,6 +34,7 @@ from . import row_values as rv
 from .engine import begin_statement, write_transaction
 from .heartbeat import TIME_COLUMNS, Heartbeat
 from .schema import OLDEST_READER, SCHEMA_VERSION, Schema, create_schema
+from .stage_push import announce
 from .upgrade import upgrade
 
 COMPONENT = "jobstore"
@@ -183,6 +184,7 @@ class ControlPlane:
             result = conn.execute(update(c).where(c.c.job_table == self.job_table), values)
             if result.rowcount == 0:
                 conn.execute(insert(c), {"job_table": self.job_table, **values})
+            announce(conn, self.job_table)
 
     def beat(self, heartbeat: Heartbeat) -> None:
         row = heartbeat.as_row(self.job_table)
