@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from . import readback
+from . import fleet_recorded, readback
 from .env import Env
 from .model import JOB_BYTES
 from .peers import GET_DB, GET_MEMORY, SET, WRITE_BACK
@@ -464,6 +464,7 @@ def write(docs: Path, results: Sequence[Result], concurrency: Concurrency | None
               _what_is_left(results), ""]
     if BEFORE_AFTER:
         parts += ["## Before and after", "", BEFORE_AFTER, ""]
+    parts += ["## A fleet through a cutover", "", fleet_recorded.RECORDED]
     page.write_text("\n".join(parts))
     return [page, chart]
 

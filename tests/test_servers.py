@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from jobstore import EncodeError, JobStore, Stage, StoreUnavailableError
-from jobstore.db.engine import POOL_MAX_OVERFLOW, POOL_SIZE, create_store_engine
+from jobstore import EncodeError, JobStore, Stage, StoreUnavailableError, config
+from jobstore.db.engine import create_store_engine
 from jobstore.db.schema import build_schema
 from workers.pg_cluster import wait_until
 
@@ -90,7 +90,9 @@ def test_errors_leave_no_connection_checked_out(make_store: MakeStore, db_url: s
     jobs = make_store(stage=stage, sync_interval=60)
     jobs["a"] = {"status": "queued"}
     jobs.sync()
-    baseline = checked_out(jobs)
+    # The hot path's kept connection, which the loop may have borrowed back for the sync.
+    baseline = 1
+    assert checked_out(jobs) <= baseline
     with pytest.raises(EncodeError):
         jobs["b"] = {"status": object()}
     with pytest.raises(KeyError):
@@ -206,8 +208,9 @@ def test_verify_of_20000_jobs_allocates_a_bounded_amount_not_the_table(
 
 
 def hold_every_connection(engine: Engine, held: contextlib.ExitStack) -> None:
-    for _ in range(POOL_SIZE + POOL_MAX_OVERFLOW):
-        if engine.pool.checkedout() >= POOL_SIZE + POOL_MAX_OVERFLOW:  # type: ignore[attr-defined]
+    most = config.pool_size() + config.pool_max_overflow()
+    for _ in range(most):
+        if engine.pool.checkedout() >= most:  # type: ignore[attr-defined]
             return
         held.enter_context(engine.connect())
 

@@ -9,10 +9,15 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from .db.schema import DEFAULT_TABLE
+from .exceptions import JobStoreError
 from .stages import Stage
 
 DEFAULT_URL = "sqlite:///jobstore.db"
 DEFAULT_SHADOW_SAMPLE = 0.1
+DEFAULT_POOL_SIZE = 1
+"""Connections a store's engine keeps: one, shared by its callers and its background loop."""
+DEFAULT_POOL_MAX_OVERFLOW = 7
+"""Connections it may open beyond those while its threads contend, closed when they stop."""
 
 
 def url(given: str | URL | Engine | None = None) -> str | URL | Engine:
@@ -53,3 +58,26 @@ def queue_dir() -> str:
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                               "state")
     return os.path.join(state, "jobstore")
+
+
+def pool_size() -> int:
+    """Connections a store's own engine keeps: ``$JOBSTORE_POOL_SIZE``, else 1."""
+    return _whole("JOBSTORE_POOL_SIZE", DEFAULT_POOL_SIZE, least=1)
+
+
+def pool_max_overflow() -> int:
+    """Connections beyond `pool_size` under contention: ``$JOBSTORE_POOL_MAX_OVERFLOW``, else 7."""
+    return _whole("JOBSTORE_POOL_MAX_OVERFLOW", DEFAULT_POOL_MAX_OVERFLOW, least=0)
+
+
+def _whole(name: str, default: int, *, least: int) -> int:
+    given = os.environ.get(name, "").strip()
+    if not given:
+        return default
+    try:
+        value = int(given)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise JobStoreError(f"{name} must be a whole number, {least} or more (not {given[:40]!r})")
+    return value

@@ -90,13 +90,13 @@ class PgCluster:
             raise RuntimeError(f"{what} failed ({result.returncode}): {result.stderr[-2000:]}"
                                f"\n{log}")
 
-    def init(self) -> None:
+    def init(self, max_connections: int = 60) -> None:
         self._check(self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
                               "--no-sync", "--no-instructions", "-E", "UTF8"), "initdb")
         with open(os.path.join(self.data, "postgresql.conf"), "a") as conf:
             conf.write(
                 f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.root}'\nmax_connections = 60\n"
+                f"unix_socket_directories = '{self.root}'\nmax_connections = {max_connections}\n"
                 "shared_buffers = 16MB\nfsync = on\nlogging_collector = off\n"
             )
 

@@ -34,6 +34,7 @@ from . import row_values as rv
 from .engine import begin_statement, write_transaction
 from .heartbeat import TIME_COLUMNS, Heartbeat
 from .schema import OLDEST_READER, SCHEMA_VERSION, Schema, create_schema
+from .stage_push import announce
 from .upgrade import upgrade
 
 COMPONENT = "jobstore"
@@ -113,9 +114,13 @@ class ControlPlane:
                     f"the database's jobstore schema is version {found}; this jobstore "
                     f"understands up to {SCHEMA_VERSION}: upgrade jobstore"
                 )
-            upgrade(self.engine, self.schema)
+        # One connection at a time: a second one checked out while the first is held would
+        # make the pool grow at every store's open (`jobstore.db.store_pool`).
+        upgrade(self.engine, self.schema)
+        seeded = self._stage_row() is not None
+        with self.engine.connect() as conn:
             self._record_layout(conn)
-            if self._stage_row() is None:
+            if not seeded:
                 _insert_ignoring_race(conn, insert(self.schema.control), {
                     "job_table": self.job_table, "stage": seed_stage.value,
                     "changed_at": utcnow(), "changed_by": "init", "reason": "seeded",
@@ -179,6 +184,7 @@ class ControlPlane:
             result = conn.execute(update(c).where(c.c.job_table == self.job_table), values)
             if result.rowcount == 0:
                 conn.execute(insert(c), {"job_table": self.job_table, **values})
+            announce(conn, self.job_table)
 
     def beat(self, heartbeat: Heartbeat) -> None:
         row = heartbeat.as_row(self.job_table)

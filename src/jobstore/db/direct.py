@@ -9,6 +9,9 @@ cursor itself, on one connection the rows keep checked out between calls:
 
 - one thread at a time uses the kept connection; another thread that finds it busy takes a
   pooled connection for that call instead of waiting, so the pool is never exhausted by it;
+- the kept connection is lent to the pool (`jobstore.db.store_pool`): a checkout that finds no
+  idle connection (the background loop's, say) borrows it back between two calls, and the
+  next call takes a pooled connection again, so the hot path and the loop share one;
 - on an in-memory SQLite database, whose one connection every thread shares, no connection is
   kept: each call checks it out, one thread at a time (see `jobstore.db.shared_pool`);
 - a forked child never touches its parent's kept connection: it opens its own on first use;
@@ -41,6 +44,7 @@ from . import versions
 from .schema import Schema
 from .shared_pool import shares_one_connection
 from .sqlite_file import guard_for
+from .store_pool import StorePool, lending
 from .versions import ROW_PARAMS, compare_and_set
 
 SUPPORTED = ("sqlite", "postgresql")
@@ -77,10 +81,11 @@ class _Kept:
     """The connection kept for the hot statements, its cursor, and the lock that lets one
     thread at a time use them."""
 
-    __slots__ = ("conn", "cursor", "dbapi", "lock", "poller")
+    __slots__ = ("conn", "cursor", "dbapi", "lock", "pid", "poller")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.pid = os.getpid()
         self.conn: Connection | None = None
         self.dbapi: Any = None
         self.cursor: Any = None
@@ -282,9 +287,29 @@ class DirectRows:
             finally:
                 conn.close()
 
+    def give_back(self, wait: float) -> bool:
+        """Return the kept connection to the pool unless a call uses it for ``wait`` seconds
+        more (`jobstore.db.store_pool.Lender`); never a connection of another process."""
+        kept = self._kept
+        if kept.conn is None or kept.pid != os.getpid():
+            return False
+        if not (kept.lock.acquire(timeout=wait) if wait > 0 else kept.lock.acquire(False)):
+            return False
+        try:
+            if kept.conn is None or kept is not self._kept:
+                return False
+            self._drop(kept)
+            return True
+        finally:
+            kept.lock.release()
+
     def _open(self, kept: _Kept) -> None:
         self._drop(kept)
-        conn = self.engine.connect()
+        with lending():
+            conn = self.engine.connect()
+        pool = self.engine.pool
+        if isinstance(pool, StorePool):
+            pool.lend(self)
         try:
             dbapi: Any = conn.connection.dbapi_connection
             cursor = dbapi.cursor()

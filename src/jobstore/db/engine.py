@@ -42,15 +42,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.exc import ArgumentError
 
+from .. import config
 from ..exceptions import JobStoreError
+from . import pgbouncer
 from .drivers import bound_psycopg, bound_pymysql
 from .redact import safe_url as safe_url  # re-exported: the store imports it from here
 from .shared_pool import SharedConnectionPool
 from .sqlite_file import check_after_commit, warn_if_new_beside_queue, watch
+from .store_pool import StorePool
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
@@ -62,10 +63,6 @@ REPLY_GRACE_S = 5.0
 QUICK_TIMEOUT_S = 1.0
 """Seconds a connection or a reply may take inside a quick attempt (`jobstore.db.attempts`):
 the dict-first stages, where a write the database does not take is queued."""
-POOL_SIZE = 4
-POOL_MAX_OVERFLOW = 4
-"""Connections per engine: ``POOL_SIZE`` kept, up to ``POOL_MAX_OVERFLOW`` more under load.
-Eight at most per process and store: 8 worker processes need 64 server connections."""
 POOL_RECYCLE_S = 1800
 
 
@@ -93,7 +90,10 @@ def create_store_engine(
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = _server_engine(parsed, _postgres_connect_args(parsed, limits), limits)
+        parsed, bouncer = pgbouncer.split(parsed)
+        engine = _server_engine(parsed, _postgres_connect_args(parsed, limits, bouncer), limits)
+        if bouncer:
+            pgbouncer.mark(engine)
         if parsed.get_driver_name() == "psycopg":
             bound_psycopg(engine, limits.reply_timeout, limits.quick_timeout)
         return engine
@@ -208,8 +208,8 @@ def _sqlite_engine(url: URL, limits: _Limits) -> Engine:
         _create_private_file(path)
         kwargs["poolclass"] = StorePool
         kwargs["pool_timeout"] = limits.connect_timeout
-        kwargs["pool_size"] = POOL_SIZE
-        kwargs["max_overflow"] = POOL_MAX_OVERFLOW
+        kwargs["pool_size"] = config.pool_size()
+        kwargs["max_overflow"] = config.pool_max_overflow()
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     prepare_engine(engine)
     return engine
@@ -270,27 +270,6 @@ class _Limits:
         self.quick_timeout = quick_timeout
 
 
-class StorePool(QueuePool):
-    """A `QueuePool` whose checkout timeout is a database error like any other.
-
-    SQLAlchemy raises its own ``TimeoutError`` when every connection is busy for
-    ``pool_timeout`` seconds (threads stuck on a frozen server, say); jobstore turns database
-    errors into its stage's behaviour by catching ``DBAPIError``, so the timeout is raised as an
-    ``OperationalError`` instead: queued in the dict-first stages, `StoreUnavailableError` where
-    the database is the authority.
-    """
-
-    _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
-    """SQLAlchemy names a pool's logger after its class: this one logs as SQLAlchemy's own
-    pools do, not under the ``jobstore`` logger the library's records use."""
-
-    def _do_get(self) -> ConnectionPoolEntry:
-        try:
-            return super()._do_get()
-        except PoolTimeoutError as exc:
-            raise OperationalError("(pool checkout)", None, exc) from exc
-
-
 def _server_engine(url: URL, connect_args: dict[str, Any], limits: _Limits) -> Engine:
     return create_engine(
         url,
@@ -298,15 +277,17 @@ def _server_engine(url: URL, connect_args: dict[str, Any], limits: _Limits) -> E
         poolclass=StorePool,
         isolation_level="AUTOCOMMIT",
         pool_pre_ping=True,
-        pool_size=POOL_SIZE,
-        max_overflow=POOL_MAX_OVERFLOW,
+        pool_size=config.pool_size(),
+        max_overflow=config.pool_max_overflow(),
         pool_timeout=limits.connect_timeout,
         pool_recycle=POOL_RECYCLE_S,
         pool_reset_on_return=None,
     )
 
 
-def _postgres_connect_args(url: URL, limits: _Limits) -> dict[str, Any]:
+def _postgres_connect_args(url: URL, limits: _Limits, bouncer: bool) -> dict[str, Any]:
+    """Bounded waits; through PgBouncer no prepared statements and no ``options`` startup
+    parameter (`jobstore.db.pgbouncer`)."""
     args: dict[str, Any] = {
         "keepalives": 1,
         "keepalives_idle": 10,
@@ -317,7 +298,9 @@ def _postgres_connect_args(url: URL, limits: _Limits) -> dict[str, Any]:
     if "connect_timeout" not in url.query:
         # libpq counts whole seconds, and treats 1 as 2.
         args["connect_timeout"] = max(2, math.ceil(limits.connect_timeout))
-    if "options" not in url.query:
+    if bouncer:
+        args["prepare_threshold"] = None
+    elif "options" not in url.query:
         args["options"] = f"-c statement_timeout={int(limits.statement_timeout * 1000)}"
     return args
 

@@ -6,11 +6,17 @@ written its first heartbeat), restarted in a forked child (threads do not surviv
 stopped by ``close``.
 A round that fails is logged when its reason is new (not once a round while the database is
 down), and the first round that succeeds after it is logged too.
+
+A ``fork`` waits for the rounds under way in the process to end (at most `FORK_WAIT_S`), and
+none starts until it is done: SQLite is not fork-safe while another thread is inside it (a
+child inherits the library's mutexes as they were, and one the parent's loop held at the fork
+would stop the child's first connection forever).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,6 +28,16 @@ from ..db.redact import reason
 from ..logs import LOOP, emit
 
 JOIN_TIMEOUT_S = 30.0
+FORK_WAIT_S = 5.0
+"""Seconds a fork waits for a round under way (a round on a frozen server may not end)."""
+
+Waiter = Callable[[threading.Event, float], bool]
+"""Waits between two rounds: given the stop event and the interval, True when stopped;
+False to run the next round (the interval is up, or a stage change was heard early)."""
+
+
+def _sleep(stop: threading.Event, interval: float) -> bool:
+    return stop.wait(interval)
 
 
 class BackgroundLoop:
@@ -34,6 +50,11 @@ class BackgroundLoop:
         self._start_lock = threading.Lock()
         self._failing: str | None = None
         """The reason the last round failed; None after a round that succeeded."""
+        self._busy = threading.Lock()
+        """Held while a round runs; a fork takes it (`_before_fork`)."""
+        _loops.add(self)
+        self.wait: Waiter = _sleep
+        """How the loop waits between rounds (`jobstore.db.stage_push` ends it early)."""
 
     @property
     def running(self) -> bool:
@@ -62,22 +83,24 @@ class BackgroundLoop:
         self._stop = threading.Event()
         self._thread = None
         self._start_lock = threading.Lock()
+        self._busy = threading.Lock()
 
     def _run(self, delay: bool) -> None:
-        if delay and self._stop.wait(self.interval):
+        if delay and self.wait(self._stop, self.interval):
             return
         while True:
             owner = self._owner()
             if owner is None:
                 return
             try:
-                self._round(owner)
+                with self._busy:
+                    self._round(owner)
             except Exception as exc:  # the loop must outlive any one failure
                 self._failed(owner, exc)
             else:
                 self._succeeded(owner)
             del owner
-            if self._stop.wait(self.interval):
+            if self.wait(self._stop, self.interval):
                 return
 
     def _failed(self, owner: Any, exc: Exception) -> None:
@@ -97,3 +120,26 @@ class BackgroundLoop:
                  "background sync rounds succeed again (the last failure: %(error)s)",
                  error=self._failing, table=owner.table, instance_id=owner.instance_id)
             self._failing = None
+
+
+_loops: weakref.WeakSet[BackgroundLoop] = weakref.WeakSet()
+_held_at_fork: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    for loop in list(_loops):
+        if loop._busy.acquire(timeout=FORK_WAIT_S):
+            _held_at_fork.append(loop._busy)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    _held_at_fork.clear()  # the child's loops start with locks of their own
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from ..db import liveness
 from ..db.control import InvalidStageRow, StageState
 from ..db.heartbeat import Heartbeat
+from ..db.stage_push import StagePush
 from ..exceptions import StoreUnavailableError
 from ..logs import AUDIT, emit
 from ..stages import Authority, Stage
@@ -39,6 +40,8 @@ class Sync:
         self.parts = parts
         self.follower = follower
         self._last_request = 0
+        self.push = StagePush.for_engine(parts.control.engine, parts.table)
+        """Set before the store's first connection opens, so that every one listens."""
         self._rounds = 0
 
     def prepare_database(self, seed: Stage) -> StageState | None:
@@ -63,6 +66,8 @@ class Sync:
         one interval (at once when the journal holds writes to replay)."""
         parts = self.parts
         parts.loop = loop
+        if self.push is not None:
+            loop.wait = self.push.wait
         if parts.schema_ready:
             try:
                 with attempts_of(parts):
@@ -103,6 +108,8 @@ class Sync:
         """At ``close()``: this instance's heartbeat row removed, unless the database is
         unreachable (a stale row is told apart by its age)."""
         parts = self.parts
+        if self.push is not None:
+            self.push.close()
         if not parts.health.available_now():
             return
         with contextlib.suppress(DBAPIError), attempts_of(parts):
