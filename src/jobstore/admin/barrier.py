@@ -1,11 +1,12 @@
 """Waiting for a roll call (`jobstore.admin.rollcall`) until each instance answers, closes
 its store, or falls silent.
 
-An instance that stops beating (hung or killed: from outside they look the same) is
-*silent*; it does not stop the wait for the others, but a wait that ends with one silent
-ends in exit 3 with the stage unchanged. A silent instance that beats again is waited for
-again. One whose row disappears while it was live closed its store (``close()`` deletes
-the row); its dict was written back at close, so there is nothing left to check.
+An instance that stops beating for 10 of its intervals (hung or killed: from outside they
+look the same) is *silent*; it does not stop the wait for the others, but a wait that ends
+with one silent ends in exit 3 with the stage unchanged. A silent instance that beats again
+is waited for again. One whose row disappears while it was live closed its store
+(``close()`` deletes the row); its dict was written back at close, so there is nothing left
+to check.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..db.liveness import Standing
 from .instances import POLL_S, InstanceInfo, instances
 from .rollcall import RollCall
 from .target import Target
+
+_STILL_WAITED_FOR = (Standing.LIVE, Standing.STALE)
+"""An instance of the roll call is silent only once it is gone (10 of its intervals): one that
+is merely late (stale, 3) may be a process the machine slowed, not a hung one."""
 
 Answered = Callable[[dict[str, InstanceInfo]], set[str]]
 """Given every instance now listed, by id: the ids that have answered."""
@@ -80,7 +86,7 @@ def _sort(expected: dict[str, InstanceInfo], now: dict[str, InstanceInfo],
         elif k not in now:
             # Gone from the listing: closed if it was live when last seen, else pruned.
             (closed if seen.live else silent).append(seen)
-        elif now[k].live:
+        elif now[k].standing in _STILL_WAITED_FOR:
             waiting.append(now[k])
         else:
             silent.append(now[k])
