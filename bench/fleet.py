@@ -60,6 +60,8 @@ class FleetRun:
     max_overflow: str
     seen: int
     cutover_outcome: str
+    cutover_reasons: list[str]
+    """Why a cutover that did not end "done" stopped, as the command prints it."""
     cutover_s: float
     slowest_follow_s: float
     connections_writing: int
@@ -187,7 +189,8 @@ def run(processes: int, through_pgbouncer: bool, max_overflow: int | None = None
         lost = sum(1 for k, n in acked.items() if stored.get(k) != n)
         return FleetRun(processes, "pgbouncer" if bouncer else "direct",
                         env.get("JOBSTORE_POOL_MAX_OVERFLOW", "default"), seen,
-                        result.outcome.value, round(cutover_s, 2), round(slowest, 2), writing,
+                        result.outcome.value, [r[:200] for r in result.reasons],
+                        round(cutover_s, 2), round(slowest, 2), writing,
                         max(during, default=0),
                         len(acked), lost, sum(r["error_count"] for r in reports))
     finally:
