@@ -38,7 +38,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 from jobstore import JobStore, Stage, admin
-from workers.pg_cluster import PgCluster
+from workers.pg_cluster import PgCluster, client_connections
 from workers.pgbouncer import PgBouncer
 
 TABLE = "fleet_jobs"
@@ -105,17 +105,6 @@ def worker(url: str, table: str) -> None:
     jobs.close()
     print(json.dumps({"acked": acked, "errors": errors[:5], "error_count": len(errors),
                       "db_only_at": seen_db_only[0] if seen_db_only else None}), flush=True)
-
-
-def client_connections(server_url: str) -> int:
-    engine = create_engine(server_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                "AND pid <> pg_backend_pid()")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def sample(server_url: str, seconds: float,

@@ -15,21 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine
 
 from jobstore import JobStore, Stage
 from jobstore.db.engine import create_store_engine
-from workers.pg_cluster import PgCluster, wait_until
+from workers.pg_cluster import PgCluster, client_connections, wait_until
 from workers.pg_service import ServiceProcess, close_all
 
 PROCESSES = 10
-
-
-def client_connections(conn: Connection) -> int:
-    """Client connections to the server, this one left out."""
-    return int(conn.execute(text(
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-        "AND pid <> pg_backend_pid()")).scalar_one())
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from conftest import IN_CI
 from jobstore import JobStore, Stage, admin
 from jobstore.db.engine import create_store_engine
 from jobstore.db.pgbouncer import through_pgbouncer
-from workers.pg_cluster import PgCluster, wait_until
+from workers.pg_cluster import PgCluster, client_connections, wait_until
 from workers.pg_service import ServiceProcess, close_all
 from workers.pgbouncer import PgBouncer, pgbouncer_binary
 
@@ -40,18 +39,6 @@ def bouncer(own_pg: PgCluster) -> Iterator[PgBouncer]:
         yield started
     finally:
         started.close()
-
-
-def server_connections(cluster: PgCluster) -> int:
-    """Client connections the server has, the counting one left out."""
-    engine = create_engine(cluster.url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                "AND pid <> pg_backend_pid()")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def test_the_url_parameter_is_jobstores_and_marks_the_engine(bouncer: PgBouncer) -> None:
@@ -111,11 +98,11 @@ def test_a_stage_change_reaches_three_processes_and_the_server_sees_pgbouncers_p
         for n, service in enumerate(services):
             for i in range(RUNS):
                 service.call("set", key=f"s{n}-{i}", value={"i": i})
-        counts = [server_connections(own_pg)]
+        counts = [client_connections(own_pg.url)]
         admin.set_stage(Stage.SHADOW, bouncer.url, table=table, wait=False)
 
         def followed() -> bool:
-            counts.append(server_connections(own_pg))
+            counts.append(client_connections(own_pg.url))
             return all(service.call("state")["stage"] == "shadow" for service in services)
 
         assert wait_until(followed, 20, interval=0.1)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Connection, create_engine, text
+
 PG_USER = "postgres"
 
 
@@ -166,3 +168,20 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+CLIENT_CONNECTIONS = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client "
+                      "backend' AND pid <> pg_backend_pid()")
+
+
+def client_connections(server: str | Connection) -> int:
+    """Client connections a server has, the counting one left out; ``server``: its URL, or a
+    connection to it kept for many counts."""
+    if isinstance(server, Connection):
+        return int(server.execute(text(CLIENT_CONNECTIONS)).scalar_one())
+    engine = create_engine(server)
+    try:
+        with engine.connect() as conn:
+            return client_connections(conn)
+    finally:
+        engine.dispose()
