@@ -31,8 +31,6 @@ from .inspect import (
 )
 from .instances import InstanceInfo
 from .migrate import (
-    BarrierProgress,
-    BarrierResult,
     CutoverOutcome,
     CutoverResult,
     StageChange,
@@ -40,6 +38,7 @@ from .migrate import (
     rollback,
     set_stage,
 )
+from .stage_barrier import BarrierProgress, BarrierResult
 from .verify import InstanceDrift, VerifyProgress, VerifyResult, verify, verify_snapshot
 
 __all__ = [

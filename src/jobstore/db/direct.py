@@ -32,49 +32,22 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from select import POLLIN, poll
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, literal_column, select
 from sqlalchemy.exc import DBAPIError
 
 from . import versions
+from .hot_statements import SUPPORTED, Compiled, recorded, timestamp_for
 from .schema import Schema
 from .shared_pool import shares_one_connection
 from .sqlite_file import guard_for
 from .store_pool import StorePool, lending
 from .versions import ROW_PARAMS, compare_and_set
 
-SUPPORTED = ("sqlite", "postgresql")
-_HOOKS = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
-_DIALECT_HOOKS = ("handle_error", "do_execute", "do_executemany")
-
-
-def usable(engine: Engine) -> bool:
-    """Whether the hot statements may skip SQLAlchemy on this engine: a dialect this module
-    speaks, and no listener (tracing, logging, error handling) that expects to see every
-    statement go through SQLAlchemy."""
-    if engine.dialect.name not in SUPPORTED:
-        return False
-    hooked = any(bool(getattr(engine.dispatch, name, None)) for name in _HOOKS)
-    return not hooked and not any(bool(getattr(engine.dialect.dispatch, name, None))
-                                  for name in _DIALECT_HOOKS)
 _ROW_KEYS = list(ROW_PARAMS)
-
-
-class Compiled:
-    """A Core statement compiled once for a dialect: its SQL, and the order of its parameters
-    for a positional driver (None for a driver that takes them by name)."""
-
-    __slots__ = ("order", "sql")
-
-    def __init__(self, statement: Any, engine: Engine, keys: list[str] | None = None) -> None:
-        compiled = statement.compile(dialect=engine.dialect, column_keys=keys)
-        self.sql: str = compiled.string
-        self.order: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None)
 
 
 class _Kept:
@@ -126,9 +99,9 @@ class DirectRows:
             select(jobs.c.payload, jobs.c.version).where(jobs.c.key == bindparam("key")),
             engine)
         upsert = versions.upsert(schema, self.name, returning=False)
-        self._timestamp = _timestamp_for(engine, schema)
+        self._timestamp = timestamp_for(engine, schema)
         if self.name == "postgresql":
-            write = Compiled(_recorded(upsert, schema, "written"), engine, _ROW_KEYS)
+            write = Compiled(recorded(upsert, schema, "written"), engine, _ROW_KEYS)
             record = None
         else:
             write = Compiled(upsert.returning(jobs.c.version), engine, _ROW_KEYS)
@@ -136,7 +109,7 @@ class DirectRows:
                               list(_RECORD_ORDER))
         cas = compare_and_set(schema)
         if self.name == "postgresql":
-            write_at = Compiled(_recorded(cas, schema, "changed"), engine)
+            write_at = Compiled(recorded(cas, schema, "changed"), engine)
         else:
             write_at = Compiled(cas.returning(jobs.c.version), engine)
         self._write_at_sql = write_at.sql
@@ -365,42 +338,6 @@ class DirectRows:
         if kept.conn is not None:
             _ABANDONED.append(kept.conn)
         self._kept = _Kept()
-
-
-def _timestamp_for(engine: Engine, schema: Schema) -> Callable[[datetime], Any]:
-    """How a UTC `datetime` is bound for the timestamp columns, as Core would bind it.
-
-    On SQLite that is text, ``YYYY-MM-DD HH:MM:SS.ffffff``; ``isoformat`` writes the same text
-    several times faster than SQLAlchemy's formatter, and is used when the two agree."""
-    processor = schema.jobs.c.updated_at.type.dialect_impl(engine.dialect).bind_processor(
-        engine.dialect)
-    if processor is None:
-        return _unchanged
-    sample = datetime(2024, 2, 29, 23, 59, 7, 120, tzinfo=timezone.utc)
-    if processor(sample) == _sqlite_text(sample):
-        return _sqlite_text
-    return cast(Callable[[datetime], Any], processor)
-
-
-def _unchanged(value: datetime) -> datetime:
-    return value
-
-
-def _sqlite_text(value: datetime) -> str:
-    return value.isoformat(" ", "microseconds")[:26]
-
-
-def _recorded(write: Any, schema: Schema, name: str) -> Any:
-    """PostgreSQL: ``write`` (an upsert or a compare-and-set on the job table) and its history
-    event in one statement, returning the new version (no row when ``write`` wrote none)."""
-    jobs, events = schema.jobs, schema.events
-    written = write.returning(jobs.c.key, jobs.c.version, jobs.c.payload, jobs.c.status,
-                              jobs.c.updated_at, jobs.c.written_by).cte(name)
-    return insert(events).from_select(
-        ["key", "version", "op", "payload", "status", "at", "written_by"],
-        select(written.c.key, written.c.version, literal_column("'set'"), written.c.payload,
-               written.c.status, written.c.updated_at, written.c.written_by),
-    ).returning(events.c.version)
 
 
 def _after_fork_in_child() -> None:

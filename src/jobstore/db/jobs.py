@@ -27,8 +27,9 @@ from sqlalchemy.exc import DBAPIError
 from ..timefmt import as_utc
 from ..timefmt import utcnow as utcnow  # re-exported: the store imports it from here
 from .conflicts import MODIFY_ATTEMPTS, lost_race
-from .direct import DirectRows, usable
+from .direct import DirectRows
 from .engine import begin_statement, write_transaction
+from .hot_statements import usable
 from .limits import PayloadLimit
 from .order import insertion_order
 from .schema import Schema
