@@ -7,7 +7,7 @@ import math
 import platform
 import sqlite3
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -50,6 +50,13 @@ def ratio(result: Result | None, ref: Result | None) -> float:
     return statistics.median(a.median_us / b.median_us for a, b in pairs)
 
 
+def tail_ratio(result: Result | None, _: Result | None) -> float:
+    """The median, over repetitions, of a result's p99.9 over its own median."""
+    if result is None or not result.ok:
+        return math.nan
+    return statistics.median(s.p999_us / s.median_us for s in result.samples)
+
+
 @dataclass(frozen=True)
 class Target:
     what: str
@@ -57,19 +64,25 @@ class Target:
     against: tuple[str, str, str]
     limit: float
     why_missed: str = ""
+    figure: Callable[[Result | None, Result | None], float] = ratio
 
 
+DUAL_SET = ("sqlite", "JobStore dual_write", SET)
 TARGETS = [
-    Target("dual_write set ≤ 2.5× raw sqlite3 upsert+commit (same encoding)",
-           ("sqlite", "JobStore dual_write", SET), ("sqlite", "raw sqlite3", SET), 2.5),
-    Target("dual_write set faster than diskcache.Index set",
-           ("sqlite", "JobStore dual_write", SET), ("sqlite", "diskcache.Index", SET), 1.0),
+    Target("dual_write set ≤ 2.0× raw sqlite3 upsert+commit (same encoding)",
+           DUAL_SET, ("sqlite", "raw sqlite3", SET), 2.0),
+    Target("dual_write set ≤ 0.9× diskcache.Index set",
+           DUAL_SET, ("sqlite", "diskcache.Index", SET), 0.9),
     Target("memory-hit get ≤ 6× a bare MutableMapping wrapper",
            ("sqlite", "JobStore dual_write", GET_MEMORY), WRAPPER, 6.0),
-    Target("DB get ≤ 2.5× raw select + decode",
-           ("sqlite", "JobStore dual_write", GET_DB), ("sqlite", "raw sqlite3", GET_DB), 2.5),
-    Target("PostgreSQL set ≤ 1.3× raw psycopg",
-           ("postgresql", "JobStore dual_write", SET), ("postgresql", "raw psycopg", SET), 1.3),
+    Target("DB get ≤ 2.0× raw select + decode",
+           ("sqlite", "JobStore dual_write", GET_DB), ("sqlite", "raw sqlite3", GET_DB), 2.0),
+    Target("PostgreSQL set ≤ 1.0× raw psycopg",
+           ("postgresql", "JobStore dual_write", SET), ("postgresql", "raw psycopg", SET), 1.0),
+    Target("p99.9 of a dual_write set ≤ 10× its median (SQLite)", DUAL_SET, DUAL_SET, 10.0,
+           figure=tail_ratio),
+    Target("in-place change write-back ≤ 1.5× a set (SQLite, dual_write)",
+           ("sqlite", "JobStore dual_write", WRITE_BACK), DUAL_SET, 1.5),
 ]
 
 
@@ -82,7 +95,7 @@ def target_rows(results: Sequence[Result], verify: ScaleRun | None = None,
     idx = _index(results)
     rows = []
     for target in TARGETS:
-        value = ratio(idx.get(target.subject), idx.get(target.against))
+        value = target.figure(idx.get(target.subject), idx.get(target.against))
         met = None if math.isnan(value) else value <= target.limit
         rows.append((target, value, met))
     if verify is not None and verify.figures:
@@ -125,11 +138,11 @@ def operation_rows(results: Sequence[Result], group: str) -> list[list[str]]:
         ref_name = "" if ref_key is None or ref_key == r.key else (
             f" (vs {ref_key[1]}{'' if ref_key[2] == r.case.op else ' ' + ref_key[2]})")
         if not r.ok:
-            rows.append([r.case.op, r.case.impl, "error", "", "", r.error or "no samples"])
+            rows.append([r.case.op, r.case.impl, "error", "", "", "", r.error or "no samples"])
             continue
         low, high = r.spread
         rows.append([
-            r.case.op, r.case.impl, _fmt_us(r.median_us), _fmt_us(r.p99_us),
+            r.case.op, r.case.impl, _fmt_us(r.median_us), _fmt_us(r.p99_us), _fmt_us(r.p999_us),
             _fmt_rate(r.ops_per_s),
             ("" if ref is r else _fmt_ratio(ratio(r, ref)) + ref_name)
             + (f" — {r.case.note}" if r.case.note else ""),
@@ -138,7 +151,7 @@ def operation_rows(results: Sequence[Result], group: str) -> list[list[str]]:
     return rows
 
 
-HEADERS = ["operation", "who", "median µs", "p99 µs", "ops/s", "ratio", "medians seen"]
+HEADERS = ["operation", "who", "median µs", "p99 µs", "p99.9 µs", "ops/s", "ratio", "medians seen"]
 
 
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -257,9 +270,10 @@ def missed_notes(results: Sequence[Result]) -> dict[str, str]:
     set_why = (
         "a jobstore write is four statements on two indexed tables (BEGIN IMMEDIATE, the "
         "upsert RETURNING the version, the history row, COMMIT), and each commit rewrites four "
-        "b-tree pages — the job row, its status-index entry (SQLite rewrites it even when the "
-        "status is unchanged), the history row and its (key, id) index entry — where the bare "
-        "upsert rewrites one: strace counts 9.6 `pwrite` calls per commit against 2.2. The same "
+        "b-tree pages — the job row, the history row and its (key, id) index entry, and the "
+        "status-index entry when the status changes (a write that keeps the status matches it "
+        "instead of setting it, since SQLite rewrites an index entry whose column is SET even "
+        "to the value it holds) — where the bare upsert rewrites one. The same "
         f"statements sent by hand on the same tables (*raw sqlite3 + history row*) cost "
         f"{floor:.2f}× the bare upsert in this run: that is the floor. jobstore's own work on "
         f"top (encoding with `warnings='error'`, the NaN check, the dict tier, its entry and "
@@ -280,6 +294,12 @@ def missed_notes(results: Sequence[Result]) -> dict[str, str]:
         TARGETS[3].what: "the read is one SELECT and one decode, as the baseline's; the rest is "
                          "the store putting the value into the dict and tracking it.",
         TARGETS[4].what: "the write is one statement, one round trip; the rest is the server.",
+        TARGETS[5].what: "the slow sets are SQLite's automatic WAL checkpoints (every 1,000 "
+                         "WAL pages), which run inside the COMMIT of whichever write crosses "
+                         "the mark, on the caller's thread.",
+        TARGETS[6].what: "a write-back encodes every tracked job to find the changed ones, "
+                         "parses the baseline and the new JSON to compare them, and writes "
+                         "each changed job in its own compare-and-set transaction.",
     }
 
 
@@ -541,6 +561,7 @@ def write_json(path: Path, results: Sequence[Result], concurrency: Concurrency |
         cases.append({
             "group": r.case.group, "impl": r.case.impl, "op": r.case.op, "error": r.error,
             "median_us": r.median_us if r.ok else None, "p99_us": r.p99_us if r.ok else None,
+            "p999_us": r.p999_us if r.ok else None,
             "ops_per_s": r.ops_per_s if r.ok else None,
             "medians_us": [x.median_us for x in r.samples],
             "ratio": None if ref_key is None or ref_key == r.key else _json_float(

@@ -59,6 +59,10 @@ class Sample:
         return percentile(self.per_op_ns, 0.99) / 1000
 
     @property
+    def p999_us(self) -> float:
+        return percentile(self.per_op_ns, 0.999) / 1000
+
+    @property
     def ops_per_s(self) -> float:
         return self.ops / (self.wall_ns / 1e9) if self.wall_ns else math.inf
 
@@ -86,6 +90,10 @@ class Result:
     @property
     def p99_us(self) -> float:
         return statistics.median(s.p99_us for s in self.samples)
+
+    @property
+    def p999_us(self) -> float:
+        return statistics.median(s.p999_us for s in self.samples)
 
     @property
     def ops_per_s(self) -> float:
