@@ -45,7 +45,7 @@ from .schema import Schema
 from .shared_pool import shares_one_connection
 from .sqlite_file import guard_for
 from .store_pool import StorePool, lending
-from .versions import ROW_PARAMS, compare_and_set, compare_and_set_same_status
+from .versions import ROW_PARAMS, compare_and_set
 
 _ROW_KEYS = list(ROW_PARAMS)
 
@@ -112,16 +112,13 @@ class DirectRows:
             write_at = Compiled(recorded(cas, schema, "changed"), engine)
         else:
             write_at = Compiled(cas.returning(jobs.c.version), engine)
+            # Tried first: it leaves the status index alone when the status is kept
+            # (PostgreSQL does that by itself).
+            same = Compiled(compare_and_set(schema, keeping_status=True)
+                            .returning(jobs.c.version), engine)
+            self._same_status_sql, self._same_status_order = same.sql, same.order or ()
         self._write_at_sql = write_at.sql
-        self._write_at_order = write_at.order
-        # SQLite rewrites an index whose column is SET even to the value it holds; a write
-        # that keeps the status first tries the statement that does not set it. (PostgreSQL
-        # leaves unchanged indexed values alone by itself.)
-        same = Compiled(compare_and_set_same_status(schema).returning(jobs.c.version), engine)
-        if same.order is not None and sorted(same.order) != sorted(write_at.order or ()):
-            raise ValueError(f"unexpected parameter order {same.order}")
-        self._same_status_sql = same.sql
-        self._same_status_order = same.order
+        self._write_at_order = write_at.order or ()
         # Positional parameters are built in a fixed order below; a dialect that orders them
         # differently is refused here rather than sent the wrong values.
         for compiled, order in ((get, _GET_ORDER), (write, _WRITE_ORDER), (record, _RECORD_ORDER)):
@@ -195,38 +192,36 @@ class DirectRows:
         history event, in one transaction; the new version, or None when the row moved."""
         values = {"at_key": key, "expected": expected, "new_payload": payload,
                   "new_status": status, "now": self._timestamp(now), "writer": written_by}
-        order = self._write_at_order
-        params: Any = values if order is None else tuple(values[name] for name in order)
-        same = self._same_status_order
-        same_params: Any = values if same is None else tuple(values[name] for name in same)
         if self._guard is not None:
             self._guard.ensure_not_lost()
         conn, cursor, kept = self._acquire()
         try:
             if self._named:
-                cursor.execute(self._write_at_sql, params)
+                cursor.execute(self._write_at_sql, values)
                 row = cursor.fetchone()
                 return None if row is None else int(row[0])
-            return self._begin_write_at_commit(cursor, same_params, params, key, payload,
-                                               status, values["now"], written_by)
+            return self._begin_write_at_commit(cursor, values)
         except self._dbapi_error as exc:
             raise self._translate(exc, conn, self._write_at_sql) from exc
         finally:
             self._release(conn, cursor, kept)
 
-    def _begin_write_at_commit(self, cursor: Any, same_params: Any, params: Any, key: str,
-                               payload: str, status: str | None, stamp: Any,
-                               written_by: str) -> int | None:
+    def _begin_write_at_commit(self, cursor: Any, values: dict[str, Any]) -> int | None:
+        """SQLite: the status-keeping compare-and-set, else the full one (each bound only
+        when it runs), and the history event, in one transaction."""
         cursor.execute("BEGIN IMMEDIATE")
         try:
-            cursor.execute(self._same_status_sql, same_params)
+            cursor.execute(self._same_status_sql,
+                           tuple(values[name] for name in self._same_status_order))
             row = cursor.fetchone()
             if row is None:
-                cursor.execute(self._write_at_sql, params)
+                cursor.execute(self._write_at_sql,
+                               tuple(values[name] for name in self._write_at_order))
                 row = cursor.fetchone()
             if row is not None:
-                cursor.execute(self._record_sql,
-                               (key, int(row[0]), payload, status, stamp, written_by))
+                cursor.execute(self._record_sql, (
+                    values["at_key"], int(row[0]), values["new_payload"], values["new_status"],
+                    values["now"], values["writer"]))
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):

@@ -68,27 +68,20 @@ def upsert(schema: Schema, dialect: str, *, returning: bool = True) -> Any:
     raise NotImplementedError(dialect)
 
 
-def compare_and_set(schema: Schema) -> Update:
+def compare_and_set(schema: Schema, *, keeping_status: bool = False) -> Update:
     """Write the job only where its row is still at ``expected`` (names other than the
-    columns', which an UPDATE reserves for its SET clause)."""
-    jobs = schema.jobs
-    return (update(jobs)
-            .where(jobs.c.key == bindparam("at_key"), jobs.c.version == bindparam("expected"))
-            .values(payload=bindparam("new_payload"), status=bindparam("new_status"),
-                    version=jobs.c.version + literal_column("1"),
-                    updated_at=bindparam("now", type_=jobs.c.updated_at.type),
-                    written_by=bindparam("writer")))
+    columns', which an UPDATE reserves for its SET clause).
 
-
-def compare_and_set_same_status(schema: Schema) -> Update:
-    """`compare_and_set` for a write that keeps the row's status: the status is matched, not
-    set, so SQLite leaves the status index alone (a page less per commit). No row when the
-    status differs or the version moved; the caller then runs `compare_and_set`."""
+    ``keeping_status``: the status is matched instead of set, so SQLite (which rewrites an index
+    entry whose column is SET even to the value it holds) leaves the status index alone; no row
+    when the status differs, and the caller runs the full statement."""
     jobs = schema.jobs
-    return (update(jobs)
-            .where(jobs.c.key == bindparam("at_key"), jobs.c.version == bindparam("expected"),
-                   jobs.c.status.is_(bindparam("new_status")))
-            .values(payload=bindparam("new_payload"),
+    where = [jobs.c.key == bindparam("at_key"), jobs.c.version == bindparam("expected")]
+    status: dict[str, Any] = {"status": bindparam("new_status")}
+    if keeping_status:
+        where.append(jobs.c.status.is_(status.pop("status")))
+    return (update(jobs).where(*where)
+            .values(payload=bindparam("new_payload"), **status,
                     version=jobs.c.version + literal_column("1"),
                     updated_at=bindparam("now", type_=jobs.c.updated_at.type),
                     written_by=bindparam("writer")))
